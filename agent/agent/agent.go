@@ -1,0 +1,251 @@
+// Package agent composes the tripwire host daemon: watchers feed a pipeline that writes
+// every event into the hash-chained audit log (the durable queue) before anything else,
+// a shipper streams the chain to the collector, and /healthz reports on all of it. The
+// tripwire binary and the end-to-end tests start it here.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tripwire-project/tripwire/agent/audit"
+	"github.com/tripwire-project/tripwire/agent/config"
+	"github.com/tripwire-project/tripwire/agent/healthz"
+	"github.com/tripwire-project/tripwire/agent/transport"
+	"github.com/tripwire-project/tripwire/agent/watcher"
+	"github.com/tripwire-project/tripwire/internal/version"
+	"github.com/tripwire-project/tripwire/proto/chain"
+	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
+)
+
+// pipelineBatch is the most events written to the chain with one fsync.
+const pipelineBatch = 1024
+
+// Agent is a configured, started-up agent: its watchers are already watching when New
+// returns, so nothing that happens after New is missed.
+type Agent struct {
+	cfg     *config.Config
+	logger  *slog.Logger
+	log     *audit.Log
+	file    watcher.FileWatcher
+	tls     *transport.ClientTLS
+	shipper *transport.Shipper
+	healthL net.Listener
+	events  chan chain.Event
+	started time.Time
+
+	lastAlert atomic.Int64 // unix nanos of the last event written
+}
+
+// New opens the audit chain, puts the watchers in place and binds /healthz. Errors name
+// what failed; nothing is left running on error.
+func New(cfg *config.Config, logger *slog.Logger) (_ *Agent, err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{cfg: cfg, logger: logger, events: make(chan chain.Event, 8192), started: time.Now()}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	a.tls, err = transport.LoadClientTLS(cfg.Collector.CA, cfg.Collector.Cert, cfg.Collector.Key, serverName(cfg.Collector))
+	if err != nil {
+		return nil, err
+	}
+	a.log, err = audit.Open(cfg.Audit.Dir, audit.Options{
+		MaxSegmentBytes: int64(cfg.Audit.MaxSegmentMB) << 20,
+		Logger:          logger.With("component", "audit"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening audit chain in %s: %w", cfg.Audit.Dir, err)
+	}
+	closers = append(closers, func() { a.log.Close() })
+
+	var rules []watcher.FileRule
+	for _, r := range cfg.Rules {
+		if r.Type == "file" {
+			rules = append(rules, watcher.FileRule{Name: r.Name, Severity: r.Severity, Paths: r.Paths})
+		}
+	}
+	mode := cfg.Watchers.File.Mode
+	if mode == "auto" {
+		mode = ""
+	}
+	a.file, err = watcher.NewFileWatcher(rules, watcher.Options{ForceMode: mode, Logger: logger.With("component", "file-watcher")})
+	if err != nil {
+		return nil, fmt.Errorf("starting file watcher: %w", err)
+	}
+	closers = append(closers, func() { a.file.Close() })
+	if d := a.file.Degraded(); d != "" {
+		logger.Warn("file watcher degraded", "mode", a.file.Mode(), "reason", d)
+	}
+
+	a.healthL, err = net.Listen("tcp", cfg.Healthz)
+	if err != nil {
+		return nil, fmt.Errorf("listening for /healthz on %s: %w", cfg.Healthz, err)
+	}
+	closers = append(closers, func() { a.healthL.Close() })
+
+	a.shipper = transport.New(a.log, transport.Options{
+		Address: cfg.Collector.Address, TLS: a.tls.Config(), Hostname: cfg.Host,
+		Version: version.Version, Kernel: kernelRelease(),
+		Watchers: a.watcherStatus, Logger: logger.With("component", "shipper"),
+	})
+	return a, nil
+}
+
+// HealthzAddr is the address /healthz listens on.
+func (a *Agent) HealthzAddr() string { return a.healthL.Addr().String() }
+
+// ReloadTLS re-reads the agent's certificate and key (SIGHUP); the stream in flight keeps
+// its connection, new connections use the new certificate.
+func (a *Agent) ReloadTLS() error { return a.tls.Reload() }
+
+func (a *Agent) watcherStatus() []*tripwirev1.WatcherStatus {
+	return []*tripwirev1.WatcherStatus{{Name: "file", Mode: a.file.Mode(), DegradedReason: a.file.Degraded()}}
+}
+
+// Run records the start in the chain, then watches, writes and ships until ctx ends, and
+// records a clean stop as the chain's last entry.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.log.Close()
+	if _, err := a.log.Append(chain.Payload{Kind: chain.KindAgent, Notice: &chain.Notice{
+		What:    "agent_started",
+		Message: fmt.Sprintf("tripwire %s started; file watcher mode %s %s", version.Version, a.file.Mode(), a.file.Degraded()),
+	}}); err != nil {
+		return fmt.Errorf("recording start in the audit chain: %w", err)
+	}
+	hs := &http.Server{Handler: healthz.Handler(a.report), ReadHeaderTimeout: 5 * time.Second}
+
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	g, gctx := errgroup.WithContext(ctx)
+	pipelineDone := make(chan struct{})
+	g.Go(func() error { // watchers stop only after ctx ends, then the pipeline drains
+		defer close(a.events)
+		err := a.file.Run(watchCtx, a.events)
+		if err != nil && watchCtx.Err() == nil {
+			return fmt.Errorf("file watcher: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		defer close(pipelineDone)
+		return a.pipeline()
+	})
+	g.Go(func() error { return a.shipper.Run(gctx) })
+	g.Go(func() error {
+		if err := hs.Serve(a.healthL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving /healthz: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		stopWatching()
+		<-pipelineDone
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return hs.Shutdown(shutdown)
+	})
+	err := g.Wait()
+	what, msg := "agent_stopped", "clean shutdown"
+	if err != nil {
+		what, msg = "agent_failed", err.Error()
+	}
+	if _, aerr := a.log.Append(chain.Payload{Kind: chain.KindAgent, Notice: &chain.Notice{What: what, Message: msg}}); aerr != nil {
+		a.logger.Error("recording stop in the audit chain", "err", aerr)
+	}
+	return err
+}
+
+// pipeline writes watcher events into the chain, as many as are waiting per fsync, and
+// records watcher losses as gap entries.
+func (a *Agent) pipeline() error {
+	var lostSeen uint64
+	// gap appends a gap entry when the watcher has lost events since the last look.
+	gap := func(buf []chain.Payload) []chain.Payload {
+		if lost := a.file.Lost(); lost > lostSeen {
+			buf = append(buf, chain.Payload{Kind: chain.KindGap, Notice: &chain.Notice{
+				What: "watcher_loss", Lost: lost - lostSeen,
+				Message: "the file watcher lost events (kernel queue overflow, full buffer or shutdown)",
+			}})
+			lostSeen = lost
+		}
+		return buf
+	}
+	buf := make([]chain.Payload, 0, pipelineBatch+1)
+	for ev := range a.events {
+		buf = append(buf[:0], chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &ev})
+	drain:
+		for len(buf) < pipelineBatch {
+			select {
+			case more, ok := <-a.events:
+				if !ok {
+					break drain
+				}
+				buf = append(buf, chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &more})
+			default:
+				break drain
+			}
+		}
+		buf = gap(buf)
+		if _, err := a.log.Append(buf...); err != nil {
+			// Without the chain nothing can be recorded or shipped: stop loudly
+			// rather than run blind.
+			return fmt.Errorf("appending %d events to the audit chain: %w", len(buf), err)
+		}
+		a.lastAlert.Store(time.Now().UnixNano())
+	}
+	// Losses at shutdown come after the last event.
+	if buf = gap(buf[:0]); len(buf) > 0 {
+		if _, err := a.log.Append(buf...); err != nil {
+			return fmt.Errorf("recording lost events in the audit chain: %w", err)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) report() healthz.Report {
+	head, _ := a.log.Head()
+	acked := a.log.Acked()
+	r := healthz.Report{
+		Status: "ok", Version: version.Version, Host: a.cfg.Host,
+		UptimeS: int64(time.Since(a.started).Seconds()), HeadSeq: head, AckedSeq: acked,
+		QueueDepth: head - min(acked, head), AuditBytes: a.log.SizeBytes(),
+		Watchers:  []healthz.WatcherReport{{Name: "file", Mode: a.file.Mode(), Degraded: a.file.Degraded()}},
+		Collector: a.shipper.Status(),
+	}
+	if n := a.lastAlert.Load(); n != 0 {
+		t := time.Unix(0, n).UTC()
+		r.LastAlertAt = &t
+	}
+	if a.file.Degraded() != "" {
+		r.Status = "degraded"
+	}
+	return r
+}
+
+func serverName(c config.Collector) string {
+	if c.ServerName != "" {
+		return c.ServerName
+	}
+	host, _, err := net.SplitHostPort(c.Address)
+	if err != nil {
+		return c.Address
+	}
+	return host
+}

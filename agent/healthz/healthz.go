@@ -1,0 +1,46 @@
+// Package healthz serves the agent's /healthz on a loopback address: whether it is
+// running, how far behind its shipping is, when it last raised an alert, and how each
+// watcher runs. It is unauthenticated, so it says nothing an attacker on the host could
+// not learn anyway, and the config refuses non-loopback addresses.
+package healthz
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// Report is the /healthz body.
+type Report struct {
+	Status      string          `json:"status"` // ok, degraded
+	Version     string          `json:"version"`
+	Host        string          `json:"host"`
+	UptimeS     int64           `json:"uptime_s"`
+	QueueDepth  uint64          `json:"queue_depth"` // chain entries not yet acked by the collector
+	HeadSeq     uint64          `json:"head_seq"`
+	AckedSeq    uint64          `json:"acked_seq"`
+	LastAlertAt *time.Time      `json:"last_alert_at"`
+	AuditBytes  int64           `json:"audit_bytes"`
+	Watchers    []WatcherReport `json:"watchers"`
+	Collector   any             `json:"collector"`
+}
+
+// WatcherReport says how one watcher runs.
+type WatcherReport struct {
+	Name     string `json:"name"`
+	Mode     string `json:"mode"`
+	Degraded string `json:"degraded,omitempty"`
+}
+
+// Handler serves the report built by report on every request.
+func Handler(report func() Report) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		rep := report()
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+	})
+	return mux
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package watcher
+
+import "fmt"
+
+func newFanotifyWatcher([]*target, Options) (FileWatcher, error) {
+	return nil, fmt.Errorf("fanotify: %w", ErrNotSupported)
+}

@@ -1,0 +1,109 @@
+package watcher
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tripwire-project/tripwire/proto/chain"
+)
+
+// helperEnv makes the test binary act as a child process for the kernel tests.
+const helperEnv = "TRIPWIRE_WATCHER_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(runHelper(mode, os.Args[1:]))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// runHelper is the child side: "readloop PATH" reads 1 MiB of PATH in 4 KiB chunks
+// through one descriptor, pausing between reads as a slow reader would.
+func runHelper(mode string, args []string) int {
+	if mode != "readloop" || len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "unknown helper", mode, args)
+		return 2
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for i := range 256 {
+		if _, err := f.ReadAt(buf, int64(i%16)*4096); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return 0
+}
+
+// requireRoot skips a kernel test for an unprivileged developer, and fails it in CI.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "" {
+		t.Skip("needs root (CAP_SYS_ADMIN) for fanotify; set CI to make this a failure")
+	}
+	t.Fatal("needs root (CAP_SYS_ADMIN) for fanotify, and CI is set")
+}
+
+// sink collects what a running watcher sends.
+type sink struct {
+	out chan chain.Event
+}
+
+// start runs a new watcher until the test ends.
+func start(t *testing.T, rules []FileRule, opts Options) (FileWatcher, *sink) {
+	t.Helper()
+	w, err := NewFileWatcher(rules, opts)
+	if err != nil {
+		t.Fatalf("NewFileWatcher: %v", err)
+	}
+	return w, run(t, w)
+}
+
+func run(t *testing.T, w FileWatcher) *sink {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &sink{out: make(chan chain.Event, 256)}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, s.out) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return s
+}
+
+// until collects events until one satisfies stop, failing the test after timeout.
+func (s *sink) until(t *testing.T, timeout time.Duration, stop func(chain.Event) bool) []chain.Event {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var got []chain.Event
+	for {
+		select {
+		case ev := <-s.out:
+			got = append(got, ev)
+			if stop(ev) {
+				return got
+			}
+		case <-deadline.C:
+			t.Fatalf("no matching event within %v; got %d: %+v", timeout, len(got), got)
+			return nil
+		}
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tripwire-project/tripwire/collector/config"
+	"github.com/tripwire-project/tripwire/storage"
+)
+
+// alertsCmd lists alerts from the API, or follows the live stream and prints each alert
+// as it arrives, reconnecting if the collector restarts.
+func alertsCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("alerts", flag.ContinueOnError)
+	follow := fs.Bool("follow", false, "print alerts live as they arrive (Ctrl-C stops)")
+	cfgPath := fs.String("config", "", "read the API address and a token from this collector.yaml")
+	base := fs.String("url", "", "API base URL (default http://127.0.0.1:8080, or listen.http of --config)")
+	token := fs.String("token", os.Getenv("TRIPWIRE_TOKEN"), "bearer token (default $TRIPWIRE_TOKEN, or the first of --config)")
+	jsonOut := fs.Bool("json", false, "print each alert as one JSON line")
+	typ := fs.String("type", "", "only FILE, NETWORK or PROCESS")
+	host := fs.String("host", "", "only this host")
+	if err := fs.Parse(args); err != nil {
+		return usageError(err.Error())
+	}
+	if *cfgPath != "" {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return err
+		}
+		if *base == "" {
+			*base = "http://" + cfg.Listen.HTTP
+		}
+		if *token == "" && len(cfg.API.Tokens) > 0 {
+			*token = cfg.API.Tokens[0]
+		}
+	}
+	if *base == "" {
+		*base = "http://127.0.0.1:8080"
+	}
+	if *token == "" {
+		return usageError("alerts: a token is required (--token, $TRIPWIRE_TOKEN or --config)")
+	}
+	q := url.Values{}
+	if *typ != "" {
+		q.Set("type", *typ)
+	}
+	if *host != "" {
+		q.Set("host", *host)
+	}
+	print := func(a storage.Alert) {
+		if *jsonOut {
+			b, _ := json.Marshal(a)
+			fmt.Fprintln(stdout, string(b))
+			return
+		}
+		fmt.Fprintln(stdout, formatAlert(a))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if !*follow {
+		var body struct {
+			Alerts []storage.Alert `json:"alerts"`
+		}
+		if err := getJSON(ctx, *base+"/api/v1/alerts?"+q.Encode(), *token, &body); err != nil {
+			return err
+		}
+		for i := len(body.Alerts) - 1; i >= 0; i-- { // oldest first, like a log
+			print(body.Alerts[i])
+		}
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "following alerts from %s (Ctrl-C stops)\n", *base)
+	for ctx.Err() == nil {
+		err := followOnce(ctx, *base+"/api/v1/alerts/stream?"+q.Encode(), *token, print)
+		if ctx.Err() != nil {
+			break
+		}
+		if he, ok := err.(*httpError); ok && he.code == http.StatusUnauthorized || ok && he.code == http.StatusBadRequest {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "stream interrupted (%v); reconnecting\n", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+type httpError struct {
+	code int
+	body string
+}
+
+func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, strings.TrimSpace(e.body)) }
+
+func getJSON(ctx context.Context, u, token string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return &httpError{resp.StatusCode, string(b)}
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// followOnce reads one server-sent event stream until it ends.
+func followOnce(ctx context.Context, u, token string, print func(storage.Alert)) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return &httpError{resp.StatusCode, string(b)}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var event string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: ") && event == "alert":
+			var a storage.Alert
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &a); err == nil {
+				print(a)
+			}
+		case line == "":
+			event = ""
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return io.ErrUnexpectedEOF
+}
+
+// formatAlert renders an alert on one line for a terminal.
+func formatAlert(a storage.Alert) string {
+	var d struct {
+		Path    string `json:"path"`
+		Op      string `json:"op"`
+		PID     int32  `json:"pid"`
+		User    string `json:"user"`
+		Exe     string `json:"exe"`
+		Cmdline string `json:"cmdline"`
+		Source  string `json:"source"`
+	}
+	_ = json.Unmarshal(a.EventDetail, &d)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %-8s %-7s %-20s host=%s", a.Timestamp.Local().Format("15:04:05.000"), a.Severity, a.TripwireType, a.RuleName, a.Host)
+	if d.Op != "" {
+		fmt.Fprintf(&b, " %s %s", d.Op, d.Path)
+	}
+	if d.PID != 0 {
+		fmt.Fprintf(&b, " pid=%d", d.PID)
+	}
+	if d.User != "" {
+		fmt.Fprintf(&b, " user=%s", d.User)
+	}
+	if d.Exe != "" {
+		fmt.Fprintf(&b, " exe=%s", d.Exe)
+	}
+	if d.Cmdline != "" {
+		fmt.Fprintf(&b, " cmd=%q", d.Cmdline)
+	}
+	if d.Source != "" && d.Source != "fanotify" {
+		fmt.Fprintf(&b, " [%s]", d.Source)
+	}
+	return b.String()
+}

@@ -1,0 +1,145 @@
+// Command tripwire-collector receives agents' audit chains over gRPC with mutual TLS,
+// stores them, and serves the query API. Subcommands: serve, pki, alerts.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tripwire-project/tripwire/collector/config"
+	"github.com/tripwire-project/tripwire/collector/pki"
+	"github.com/tripwire-project/tripwire/collector/server"
+	"github.com/tripwire-project/tripwire/internal/version"
+)
+
+const usage = `usage: tripwire-collector <command> [flags]
+
+commands:
+  serve  --config collector.yaml          run the collector
+  pki init  --dir DIR [--server-name N]   create a CA and the collector's server certificate
+  pki issue --dir DIR --host NAME         issue an agent certificate (DIR/NAME/agent.crt, agent.key, ca.crt)
+  alerts [--follow] [--url U] [--token T] list alerts, or follow them live as they arrive
+  version                                 print the version
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "tripwire-collector:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprint(os.Stderr, usage)
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("a command is required")
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "pki":
+		return pkiCmd(args[1:], stdout)
+	case "alerts":
+		return alertsCmd(args[1:], stdout)
+	case "version":
+		fmt.Fprintln(stdout, version.Version)
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return usageError(fmt.Sprintf("unknown command %q", args[0]))
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", "collector.yaml", "path to collector.yaml")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return usageError(err.Error())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageError(fmt.Sprintf("--log-level: %v", err))
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := srv.ReloadTLS(); err != nil {
+				logger.Error("reloading TLS certificates", "err", err)
+			} else {
+				logger.Info("reloaded TLS certificates")
+			}
+		}
+	}()
+	return srv.Run(ctx)
+}
+
+func pkiCmd(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError("pki needs a subcommand: init or issue")
+	}
+	fs := flag.NewFlagSet("pki "+args[0], flag.ContinueOnError)
+	dir := fs.String("dir", "pki", "PKI directory")
+	switch args[0] {
+	case "init":
+		var names stringList
+		fs.Var(&names, "server-name", "a DNS name or IP for the collector's certificate (repeatable; default localhost, 127.0.0.1, ::1 and the host name)")
+		force := fs.Bool("force", false, "replace an existing CA (every issued certificate stops working)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return usageError(err.Error())
+		}
+		if err := pki.Init(*dir, pki.InitOptions{ServerNames: names, Force: *force}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created CA and collector certificate in %s\n", *dir)
+		return nil
+	case "issue":
+		host := fs.String("host", "", "the host's name (required)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return usageError(err.Error())
+		}
+		if *host == "" {
+			return usageError("pki issue: --host is required")
+		}
+		hc, err := pki.Issue(*dir, *host, pki.IssueOptions{})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "issued certificate for host %s (host id %s) in %s\n", *host, hc.HostID, hc.Dir)
+		return nil
+	}
+	return usageError(fmt.Sprintf("unknown pki command %q", args[0]))
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

@@ -1,0 +1,114 @@
+// Package config loads and validates the collector's collector.yaml, strictly: unknown
+// keys and bad values refuse to start, every problem reported at once with file, line and
+// key.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/tripwire-project/tripwire/internal/yamlconf"
+)
+
+// Config is the collector's whole configuration.
+type Config struct {
+	Listen  Listen  `yaml:"listen"`
+	PKI     PKI     `yaml:"pki"`
+	Storage Storage `yaml:"storage"`
+	API     API     `yaml:"api"`
+}
+
+// Listen holds the collector's listen addresses.
+type Listen struct {
+	// GRPC is where agents connect (mutual TLS).
+	GRPC string `yaml:"grpc"`
+	// HTTP serves the REST API and /healthz.
+	HTTP string `yaml:"http"`
+}
+
+// PKI names the directory made by `tripwire-collector pki init`.
+type PKI struct {
+	Dir string `yaml:"dir"`
+}
+
+// Storage picks the backend. With nothing else configured the collector keeps
+// everything in one embedded DuckDB file.
+type Storage struct {
+	DuckDB string `yaml:"duckdb"`
+}
+
+// API configures the REST API.
+type API struct {
+	// Tokens are the bearer tokens accepted by the API.
+	Tokens []string `yaml:"tokens"`
+}
+
+// Defaults.
+const (
+	DefaultGRPC   = "127.0.0.1:7443"
+	DefaultHTTP   = "127.0.0.1:8080"
+	DefaultDuckDB = "data/tripwire.duckdb"
+	minTokenLen   = 8
+)
+
+// Load reads, decodes and validates the config at path; relative paths inside it are
+// resolved against its directory.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	cfg := &Config{}
+	root, err := yamlconf.Decode(path, data, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Listen.GRPC == "" {
+		cfg.Listen.GRPC = DefaultGRPC
+	}
+	if cfg.Listen.HTTP == "" {
+		cfg.Listen.HTTP = DefaultHTTP
+	}
+	if cfg.Storage.DuckDB == "" {
+		cfg.Storage.DuckDB = DefaultDuckDB
+	}
+	base := filepath.Dir(path)
+	for _, p := range []*string{&cfg.PKI.Dir, &cfg.Storage.DuckDB} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	v := yamlconf.NewValidator(path, root)
+	cfg.validate(v)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) validate(v *yamlconf.Validator) {
+	if err := yamlconf.HostPort(c.Listen.GRPC); err != nil {
+		v.Add(err.Error(), "listen", "grpc")
+	}
+	if err := yamlconf.HostPort(c.Listen.HTTP); err != nil {
+		v.Add(err.Error(), "listen", "http")
+	}
+	if c.PKI.Dir == "" {
+		v.Add("required (make one with: tripwire-collector pki init --dir DIR)", "pki", "dir")
+	} else {
+		for _, f := range []string{"ca.crt", "server.crt", "server.key"} {
+			if err := yamlconf.Readable(filepath.Join(c.PKI.Dir, f)); err != nil {
+				v.Add(err.Error()+" (make it with: tripwire-collector pki init --dir "+c.PKI.Dir+")", "pki", "dir")
+			}
+		}
+	}
+	if len(c.API.Tokens) == 0 {
+		v.Add("at least one bearer token is required: the API is never open", "api", "tokens")
+	}
+	for i, t := range c.API.Tokens {
+		if len(t) < minTokenLen {
+			v.Add(fmt.Sprintf("a token needs at least %d characters", minTokenLen), "api", "tokens", i)
+		}
+	}
+}

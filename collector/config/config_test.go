@@ -1,0 +1,53 @@
+package config
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tripwire-project/tripwire/internal/yamlconf"
+)
+
+func TestLoadGood(t *testing.T) {
+	cfg, err := Load("testdata/good.yml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if !strings.HasSuffix(cfg.Storage.DuckDB, filepath.Join("testdata", "data", "tripwire.duckdb")) {
+		t.Errorf("duckdb path not resolved against the config dir: %q", cfg.Storage.DuckDB)
+	}
+	if len(cfg.API.Tokens) != 1 || cfg.Listen.GRPC != "127.0.0.1:7443" {
+		t.Errorf("decoded %+v", cfg)
+	}
+}
+
+func TestLoadBad(t *testing.T) {
+	want := map[string][]string{
+		"unknown-key.bad.yml": {"unknown-key.bad.yml:5: storage.sqlite: unknown key"},
+		"several.bad.yml": {
+			`several.bad.yml:1: listen.grpc: "7443" is not host:port`,
+			`several.bad.yml:2: pki.dir: cannot read`,
+			`several.bad.yml:5: api.tokens[0]: a token needs at least 8 characters`,
+		},
+	}
+	files, _ := filepath.Glob("testdata/*.bad.yml")
+	if len(files) != len(want) {
+		t.Fatalf("fixtures %v: every fixture needs expectations", files)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(f)
+			var cerr *yamlconf.Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("Load = %v, want *yamlconf.Error", err)
+			}
+			for _, w := range want[name] {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%s", w, err)
+				}
+			}
+		})
+	}
+}

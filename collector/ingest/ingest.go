@@ -1,0 +1,238 @@
+// Package ingest is the collector's gRPC IngestService: it authenticates an agent by its
+// client certificate, checks the protocol version, verifies that every received chain
+// entry hashes correctly and links to the one before, stores batches, and acks a seq only
+// once everything up to it is durable in the store.
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tripwire-project/tripwire/collector/live"
+	"github.com/tripwire-project/tripwire/proto/batch"
+	"github.com/tripwire-project/tripwire/proto/chain"
+	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
+	"github.com/tripwire-project/tripwire/storage"
+)
+
+// Identify returns the host id and host name proven by the peer's client certificate.
+type Identify func(ctx context.Context) (hostID, hostname string, err error)
+
+// Server implements tripwirev1.IngestServiceServer. It is safe for concurrent streams.
+type Server struct {
+	tripwirev1.UnimplementedIngestServiceServer
+	store    storage.Store
+	broker   *live.Broker
+	identify Identify
+	logger   *slog.Logger
+	version  string
+	now      func() time.Time
+}
+
+// New returns an ingest server writing to store and publishing new alerts to broker.
+func New(store storage.Store, broker *live.Broker, identify Identify, version string, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{store: store, broker: broker, identify: identify, logger: logger, version: version, now: time.Now}
+}
+
+// BatchError says a received batch is not a valid continuation of a chain; it names the
+// seq and the reason.
+type BatchError struct {
+	Seq    uint64
+	Reason string
+}
+
+func (e *BatchError) Error() string { return fmt.Sprintf("entry seq %d: %s", e.Seq, e.Reason) }
+
+// Stream serves one agent session.
+func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
+	ctx := stream.Context()
+	hostID, certName, err := s.identify(ctx)
+	if err != nil {
+		return status.Errorf(codes.Unauthenticated, "identifying agent: %v", err)
+	}
+	log := s.logger.With("host_id", hostID, "host", certName)
+
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	reg := first.GetRegister()
+	if reg == nil {
+		return status.Error(codes.FailedPrecondition, "the first message of a stream must be Register")
+	}
+	if !slices.Contains(tripwirev1.SupportedProtocolVersions, reg.GetProtocolVersion()) {
+		return status.Errorf(codes.FailedPrecondition,
+			"agent speaks protocol version %d; this collector (version %s) supports %v: upgrade the agent or the collector so that they share a version",
+			reg.GetProtocolVersion(), s.version, tripwirev1.SupportedProtocolVersions)
+	}
+	hostname := certName
+	if hostname == "" {
+		hostname = reg.GetHost().GetHostname()
+	}
+	watchers, _ := json.Marshal(reg.GetHost().GetWatchers())
+	now := s.now().UTC()
+	if err := s.store.RegisterHost(ctx, storage.Host{
+		HostID: hostID, Hostname: hostname,
+		OS: reg.GetHost().GetOs(), Arch: reg.GetHost().GetArch(), Kernel: reg.GetHost().GetKernel(),
+		AgentVersion: reg.GetAgentVersion(), ProtocolVersion: reg.GetProtocolVersion(),
+		Watchers: string(watchers), FirstSeen: now, LastSeen: now,
+	}); err != nil {
+		log.Error("registering host", "err", err)
+		return status.Errorf(codes.Unavailable, "storing host registration: %v", err)
+	}
+	head, headHash, err := s.store.Head(ctx, hostID)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "reading chain head: %v", err)
+	}
+	log.Info("agent registered", "agent_version", reg.GetAgentVersion(), "agent_head", reg.GetHead().GetSeq(), "stored_head", head)
+	if err := stream.Send(&tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Registered{Registered: &tripwirev1.Registered{
+		HostId: hostID, ProtocolVersion: tripwirev1.ProtocolVersion, CollectorVersion: s.version, AckedSeq: head,
+	}}}); err != nil {
+		return err
+	}
+
+	sess := &session{s: s, hostID: hostID, hostname: hostname, head: head, headHash: headHash, log: log}
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch m := msg.Msg.(type) {
+		case *tripwirev1.StreamRequest_Batch:
+			resp, err := sess.handleBatch(ctx, m.Batch)
+			if err != nil {
+				return err
+			}
+			if resp != nil {
+				if err := stream.Send(resp); err != nil {
+					return err
+				}
+			}
+		case *tripwirev1.StreamRequest_Heartbeat:
+			if err := s.store.TouchHost(ctx, hostID, s.now().UTC()); err != nil {
+				return status.Errorf(codes.Unavailable, "recording heartbeat: %v", err)
+			}
+		case *tripwirev1.StreamRequest_Register:
+			return status.Error(codes.FailedPrecondition, "Register sent twice on one stream")
+		default:
+			return status.Error(codes.InvalidArgument, "empty or unknown message")
+		}
+	}
+}
+
+// session is the state of one agent stream; it is used by one goroutine.
+type session struct {
+	s        *Server
+	hostID   string
+	hostname string
+	head     uint64 // highest seq stored contiguously
+	headHash string
+	log      *slog.Logger
+}
+
+func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*tripwirev1.StreamResponse, error) {
+	entries, err := batch.Decode(b.GetArrowIpc())
+	if err != nil {
+		ss.log.Warn("rejecting batch", "err", err)
+		return nil, status.Errorf(codes.InvalidArgument, "rejecting batch %d..%d: %v", b.GetFirstSeq(), b.GetLastSeq(), err)
+	}
+	if err := verifyLinks(entries); err != nil {
+		ss.log.Error("rejecting batch that does not hash", "err", err)
+		return nil, status.Errorf(codes.InvalidArgument, "rejecting batch: %v", err)
+	}
+	first := entries[0].Seq
+	if first > ss.head+1 {
+		// The collector lost entries the agent believes were acked (e.g. a restored
+		// store): ask for them again rather than store past a hole.
+		ss.log.Warn("gap before batch: asking the agent to resend", "first_seq", first, "stored_head", ss.head)
+		return &tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Command{Command: &tripwirev1.Command{
+			Cmd: &tripwirev1.Command_ResendFrom{ResendFrom: &tripwirev1.ResendFrom{Seq: ss.head + 1}},
+		}}}, nil
+	}
+	if first == ss.head+1 && ss.head > 0 && entries[0].PrevHash != ss.headHash {
+		// Remote anchoring proper (a CRITICAL integrity alert) is built on this check;
+		// the data is kept either way.
+		ss.log.Error("batch does not continue the stored chain head", "seq", first, "prev_hash", entries[0].PrevHash, "stored_head_hash", ss.headHash)
+	}
+	if err := ss.s.store.AppendEntries(ctx, ss.hostID, entries); err != nil {
+		if errors.Is(err, storage.ErrInvalidEntry) {
+			// Resending cannot fix it: refuse the batch, keep the stream's other work.
+			ss.log.Error("rejecting batch the store cannot hold", "err", err)
+			return nil, status.Errorf(codes.InvalidArgument, "rejecting batch: %v", err)
+		}
+		ss.log.Error("storing batch", "err", err)
+		return nil, status.Errorf(codes.Unavailable, "storing batch: %v", err)
+	}
+	oldHead := ss.head
+	ss.head, ss.headHash, err = ss.s.store.Head(ctx, ss.hostID)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "reading chain head: %v", err)
+	}
+	var fresh []storage.Alert
+	for _, e := range entries {
+		if e.Seq <= oldHead {
+			continue // a resend of something already published
+		}
+		a, ok, err := storage.AlertFromEntry(ss.hostname, ss.hostID, e)
+		if err != nil {
+			ss.log.Warn("building live alert", "err", err)
+			continue
+		}
+		if ok {
+			fresh = append(fresh, a)
+		}
+	}
+	if len(fresh) > 0 && ss.s.broker != nil {
+		ss.s.broker.Publish(fresh...)
+	}
+	return &tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Ack{Ack: &tripwirev1.Ack{Seq: ss.head}}}, nil
+}
+
+// verifyLinks checks that entries are consecutive, that every hash recomputes from its
+// prev hash and payload, that each prev is the hash before it, and that each payload
+// names its own seq.
+func verifyLinks(entries []batch.Entry) error {
+	var buf []byte
+	for i, e := range entries {
+		if e.Seq == 0 {
+			return &BatchError{Seq: 0, Reason: "seq 0 is not a valid seq"}
+		}
+		if i > 0 {
+			prev := entries[i-1]
+			if e.Seq != prev.Seq+1 {
+				return &BatchError{Seq: e.Seq, Reason: fmt.Sprintf("follows seq %d: entries must be consecutive", prev.Seq)}
+			}
+			if e.PrevHash != prev.Hash {
+				return &BatchError{Seq: e.Seq, Reason: "prev_hash is not the hash of the entry before"}
+			}
+		}
+		if len(e.PrevHash) != chain.HashLen {
+			return &BatchError{Seq: e.Seq, Reason: "prev_hash is not 64 hex characters"}
+		}
+		buf = chain.AppendHash(buf[:0], []byte(e.PrevHash), e.Payload)
+		if string(buf) != e.Hash {
+			return &BatchError{Seq: e.Seq, Reason: "hash does not match sha256(prev_hash || payload)"}
+		}
+		want := `{"seq":` + strconv.FormatUint(e.Seq, 10) + `,`
+		if len(e.Payload) < len(want) || string(e.Payload[:len(want)]) != want {
+			return &BatchError{Seq: e.Seq, Reason: "payload does not start with its own seq"}
+		}
+	}
+	return nil
+}

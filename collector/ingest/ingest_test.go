@@ -1,0 +1,218 @@
+package ingest_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/tripwire-project/tripwire/agent/transport"
+	"github.com/tripwire-project/tripwire/collector/ingest"
+	"github.com/tripwire-project/tripwire/collector/live"
+	"github.com/tripwire-project/tripwire/collector/pki"
+	"github.com/tripwire-project/tripwire/proto/batch"
+	"github.com/tripwire-project/tripwire/proto/chain"
+	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
+	"github.com/tripwire-project/tripwire/storage"
+	"github.com/tripwire-project/tripwire/storage/duckdb"
+	"github.com/tripwire-project/tripwire/storage/storetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fixture is a real collector ingest service over mTLS on a real DuckDB store.
+type fixture struct {
+	pkiDir string
+	addr   string
+	store  storage.Store
+	broker *live.Broker
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{pkiDir: filepath.Join(t.TempDir(), "pki")}
+	if err := pki.Init(f.pkiDir, pki.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srvTLS, err := pki.LoadServerTLS(f.pkiDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := duckdb.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.store, f.broker = store, live.NewBroker(0)
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(srvTLS.Config())))
+	tripwirev1.RegisterIngestServiceServer(gs, ingest.New(store, f.broker, pki.IdentityFromContext, "test", nil))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = l.Addr().String()
+	go gs.Serve(l)
+	t.Cleanup(func() { gs.Stop(); store.Close() })
+	return f
+}
+
+// agentStream is a registered stream of host name.
+type agentStream struct {
+	hostID string
+	stream tripwirev1.IngestService_StreamClient
+}
+
+func (f *fixture) connect(t *testing.T, name string) *agentStream {
+	t.Helper()
+	hc, err := pki.Issue(f.pkiDir, name, pki.IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := transport.LoadClientTLS(hc.CAFile, hc.CertFile, hc.KeyFile, "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(credentials.NewTLS(cl.Config())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); conn.Close() })
+	stream, err := tripwirev1.NewIngestServiceClient(conn).Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Register{Register: &tripwirev1.Register{
+		ProtocolVersion: tripwirev1.ProtocolVersion, Host: &tripwirev1.HostFacts{Hostname: name},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("registering %s: %v", name, err)
+	}
+	if resp.GetRegistered().GetHostId() != hc.HostID {
+		t.Fatalf("registered as %q, want the certificate's host id %q", resp.GetRegistered().GetHostId(), hc.HostID)
+	}
+	return &agentStream{hostID: hc.HostID, stream: stream}
+}
+
+// send sends entries as one Arrow batch and returns the collector's answer.
+func (a *agentStream) send(t *testing.T, entries []batch.Entry) (*tripwirev1.StreamResponse, error) {
+	t.Helper()
+	data, err := batch.Encode(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Batch{Batch: &tripwirev1.EventBatch{
+		ArrowIpc: data, FirstSeq: entries[0].Seq, LastSeq: entries[len(entries)-1].Seq,
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	return a.stream.Recv()
+}
+
+func events(c *storetest.Chain, n int) []batch.Entry {
+	out := make([]batch.Entry, n)
+	for i := range out {
+		out[i] = c.Event(time.Now().UTC().Truncate(time.Microsecond), chain.Event{Type: chain.TypeFile, Rule: "r", Severity: chain.SeverityWarn, Path: "/etc/passwd", Op: "read", PID: int32(100 + i)})
+	}
+	return out
+}
+
+func TestBatchesAreAckedOnceStoredAndResendsStoredOnce(t *testing.T) {
+	f := newFixture(t)
+	sub := f.broker.Subscribe()
+	defer sub.Close()
+	a := f.connect(t, "web-01")
+	entries := events(storetest.NewChain(), 10)
+	for _, part := range [][]batch.Entry{entries[:6], entries[3:10]} { // the second overlaps: a resend
+		resp, err := a.send(t, part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := resp.GetAck().GetSeq(), part[len(part)-1].Seq; got != want {
+			t.Fatalf("ack %d, want %d", got, want)
+		}
+	}
+	alerts, err := f.store.Alerts(context.Background(), storage.AlertFilter{Host: "web-01", Limit: 100})
+	if err != nil || len(alerts) != 10 {
+		t.Fatalf("stored %d alerts (err %v), want 10 exactly", len(alerts), err)
+	}
+	for want := uint64(1); want <= 10; want++ { // each published live exactly once, in order
+		select {
+		case al := <-sub.C:
+			if al.Seq != want {
+				t.Fatalf("live alert seq %d, want %d", al.Seq, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("live alert %d not published", want)
+		}
+	}
+	select {
+	case al := <-sub.C:
+		t.Fatalf("resent entry published twice: seq %d", al.Seq)
+	default:
+	}
+}
+
+func TestBadBatchIsRejectedWithoutAffectingOtherAgents(t *testing.T) {
+	f := newFixture(t)
+	bad, good := f.connect(t, "bad-host"), f.connect(t, "good-host")
+	tampered := events(storetest.NewChain(), 5)
+	tampered[3].Payload = []byte(strings.Replace(string(tampered[3].Payload), "/etc/passwd", "/etc/shadow", 1))
+	_, err := bad.send(t, tampered)
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "seq 4") {
+		t.Fatalf("tampered batch: err = %v, want InvalidArgument naming seq 4", err)
+	}
+	resp, err := good.send(t, events(storetest.NewChain(), 3))
+	if err != nil || resp.GetAck().GetSeq() != 3 {
+		t.Fatalf("good agent after a bad one: %v %v", resp, err)
+	}
+	if seq, _, _ := f.store.Head(context.Background(), bad.hostID); seq != 0 {
+		t.Fatalf("the tampered batch was stored up to seq %d", seq)
+	}
+}
+
+func TestGapAsksForResend(t *testing.T) {
+	f := newFixture(t)
+	a := f.connect(t, "web-02")
+	entries := events(storetest.NewChain(), 6)
+	resp, err := a.send(t, entries[3:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetCommand().GetResendFrom().GetSeq(); got != 1 {
+		t.Fatalf("answer %v, want ResendFrom{1}", resp)
+	}
+	if resp, err = a.send(t, entries); err != nil || resp.GetAck().GetSeq() != 6 {
+		t.Fatalf("after resending: %v %v", resp, err)
+	}
+}
+
+func TestUnsupportedProtocolIsRefused(t *testing.T) {
+	f := newFixture(t)
+	hc, err := pki.Issue(f.pkiDir, "old-agent", pki.IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := transport.LoadClientTLS(hc.CAFile, hc.CertFile, hc.KeyFile, "localhost")
+	conn, _ := grpc.NewClient(f.addr, grpc.WithTransportCredentials(credentials.NewTLS(cl.Config())))
+	defer conn.Close()
+	stream, err := tripwirev1.NewIngestServiceClient(conn).Stream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Register{Register: &tripwirev1.Register{ProtocolVersion: 0}}})
+	_, err = stream.Recv()
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "protocol version 0") {
+		t.Fatalf("err = %v, want FailedPrecondition naming version 0", err)
+	}
+}

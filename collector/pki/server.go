@@ -1,0 +1,155 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+)
+
+// ServerTLS holds the collector's mutual-TLS material — the CA that host
+// certificates must chain to and the server's own key pair — and swaps it on Reload
+// without a restart. Connections already established keep the material they were made
+// with; every new handshake uses the latest. It is safe for concurrent use.
+type ServerTLS struct {
+	caFile, certFile, keyFile string
+	current                   atomic.Pointer[serverSnapshot]
+}
+
+// serverSnapshot is one immutable generation of the server's TLS material.
+type serverSnapshot struct {
+	config *tls.Config
+	leaf   *x509.Certificate
+}
+
+// LoadServerTLS loads dir/ca.crt, dir/server.crt and dir/server.key, the files Init
+// writes.
+func LoadServerTLS(dir string) (*ServerTLS, error) {
+	return NewServerTLS(filepath.Join(dir, CACertFile), filepath.Join(dir, ServerCertFile), filepath.Join(dir, ServerKeyFile))
+}
+
+// NewServerTLS loads the CA bundle that host certificates must chain to and the
+// server's certificate and key from the named files. caFile may hold several CAs, to
+// roll from one CA to the next.
+func NewServerTLS(caFile, certFile, keyFile string) (*ServerTLS, error) {
+	l := &ServerTLS{caFile: caFile, certFile: certFile, keyFile: keyFile}
+	if err := l.Reload(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Reload reads the files again and, if they make a usable configuration, makes new
+// handshakes use them. On error the previous material stays in use. Call it on SIGHUP.
+func (l *ServerTLS) Reload() error {
+	snap, err := loadServerSnapshot(l.caFile, l.certFile, l.keyFile)
+	if err != nil {
+		return fmt.Errorf("loading server TLS: %w", err)
+	}
+	l.current.Store(snap)
+	return nil
+}
+
+// Certificate returns the server certificate in use, e.g. to export its expiry as a
+// metric.
+func (l *ServerTLS) Certificate() *x509.Certificate {
+	return l.current.Load().leaf
+}
+
+// Config returns the configuration for the collector's gRPC listener, to pass to
+// credentials.NewTLS. Each handshake is served from the material current at that moment
+// (through GetConfigForClient), so a Reload applies to every later connection. The
+// configuration requires TLS 1.3, a client certificate that chains to the CA, has the
+// client-authentication extended key usage and carries a host identity (see
+// HostIdentity); anything else fails the handshake before a gRPC handler runs. It
+// negotiates only ALPN "h2": it is for gRPC, not for the HTTP API.
+func (l *ServerTLS) Config() *tls.Config {
+	snap := l.current.Load()
+	cfg := snap.config.Clone()
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return l.current.Load().config, nil
+	}
+	return cfg
+}
+
+// loadServerSnapshot reads and cross-checks the three files.
+func loadServerSnapshot(caFile, certFile, keyFile string) (*serverSnapshot, error) {
+	cas, err := readCertificates(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range cas {
+		if !c.IsCA {
+			return nil, fmt.Errorf("loading CA bundle %s: certificate %q is not a CA", caFile, c.Subject.CommonName)
+		}
+		pool.AddCert(c)
+	}
+	certs, err := readCertificates(certFile)
+	if err != nil {
+		return nil, err
+	}
+	key, err := readPrivateKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	leaf := certs[0]
+	if !publicKeysEqual(leaf.PublicKey, key.Public()) {
+		return nil, fmt.Errorf("server key %s does not match certificate %s", keyFile, certFile)
+	}
+	// A server certificate the agents would refuse is better refused here, where the
+	// operator sees which file is wrong.
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         pool,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}); err != nil {
+		return nil, fmt.Errorf("verifying server certificate %s against CA bundle %s: %w", certFile, caFile, err)
+	}
+	chain := make([][]byte, len(certs))
+	for i, c := range certs {
+		chain[i] = c.Raw
+	}
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{{Certificate: chain, PrivateKey: key, Leaf: leaf}},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		// The config returned by GetConfigForClient is used as it is, so it must name
+		// the protocol gRPC clients insist on.
+		NextProtos: []string{"h2"},
+		// Every connection gets a full handshake, so every connection has its chain
+		// verified against the current CA bundle (and, later, revocation). Agents hold
+		// one long-lived connection; resumption would save nothing worth that.
+		SessionTicketsDisabled: true,
+		VerifyConnection:       verifyHostConnection,
+	}
+	return &serverSnapshot{config: cfg, leaf: leaf}, nil
+}
+
+// verifyHostConnection accepts a client only if its verified certificate is a host
+// certificate: client-authentication usage (not merely "any"), not a CA, and a host
+// identity HostIdentity can read. It runs after chain verification on every handshake.
+func verifyHostConnection(cs tls.ConnectionState) error {
+	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return errors.New("verifying host certificate: no verified chain")
+	}
+	leaf := cs.VerifiedChains[0][0]
+	if leaf.IsCA {
+		return fmt.Errorf("verifying host certificate %q (serial %x): it is a CA certificate", leaf.Subject.CommonName, leaf.SerialNumber)
+	}
+	if !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		return fmt.Errorf("verifying host certificate %q (serial %x): no client-authentication extended key usage", leaf.Subject.CommonName, leaf.SerialNumber)
+	}
+	if _, _, err := HostIdentity(leaf); err != nil {
+		return fmt.Errorf("verifying host certificate: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs on Debian 12 and says what it did. Go itself is a
+# prerequisite (https://go.dev/dl); everything else comes from Debian's packages.
+set -euo pipefail
+need=()
+command -v gcc >/dev/null || need+=(gcc)          # cgo: the collector links DuckDB
+command -v setpriv >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+  echo "installing: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v go >/dev/null || { echo "go is not on PATH: install Go 1.26 (https://go.dev/dl)" >&2; exit 1; }

@@ -1,0 +1,310 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binDir holds the binaries built once for the whole package by TestMain.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tripwire-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	for _, b := range []struct{ name, pkg, cgo string }{
+		{"tripwire", "./agent/cmd/tripwire", "0"},
+		{"tripwire-collector", "./collector/cmd/tripwire-collector", "1"},
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.name), b.pkg)
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b.name, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireRoot skips outside CI, and fails in CI, when the test cannot run as root.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("this test needs root (fanotify, running commands as user nobody); CI runs as root")
+	}
+	t.Skip("needs root: run `sudo make test` (fanotify and running commands as user nobody)")
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitFor polls cond until it holds or the deadline passes; the failure names what was
+// last seen.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		last = seen
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, last)
+}
+
+// env is one collector and its PKI in a temp dir.
+type env struct {
+	t        *testing.T
+	dir      string
+	grpcAddr string
+	httpAddr string
+	token    string
+	coll     *proc
+}
+
+// proc is a running binary whose stderr goes to a file shown on failure.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func run(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func start(t *testing.T, logDir, name string, args ...string) *proc {
+	t.Helper()
+	logf, err := os.CreateTemp(logDir, name+"-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logf.Name(), done: make(chan struct{})}
+	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(syscall.SIGTERM)
+		if t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			t.Logf("--- %s log ---\n%s", name, b)
+		}
+	})
+	return p
+}
+
+// stop signals the process and waits for it to exit (SIGKILL after 10 s).
+func (p *proc) stop(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} { // user nobody must reach decoys in here
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &env{t: t, dir: dir, grpcAddr: freeAddr(t), httpAddr: freeAddr(t), token: "e2e-token-0123456789"}
+	if out, err := run(t, "tripwire-collector", "pki", "init", "--dir", filepath.Join(dir, "pki")); err != nil {
+		t.Fatalf("pki init: %v\n%s", err, out)
+	}
+	writeFile(t, filepath.Join(dir, "collector.yaml"), fmt.Sprintf(
+		"listen: {grpc: %q, http: %q}\npki: {dir: pki}\nstorage: {duckdb: data/tripwire.duckdb}\napi: {tokens: [%s]}\n",
+		e.grpcAddr, e.httpAddr, e.token))
+	return e
+}
+
+func (e *env) startCollector() {
+	e.t.Helper()
+	e.coll = start(e.t, e.dir, "tripwire-collector", "serve", "--config", filepath.Join(e.dir, "collector.yaml"))
+	waitFor(e.t, 30*time.Second, "collector /healthz", func() (bool, string) {
+		if e.coll.exited() {
+			b, _ := os.ReadFile(e.coll.log)
+			e.t.Fatalf("collector exited:\n%s", b)
+		}
+		resp, err := http.Get("http://" + e.httpAddr + "/healthz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
+}
+
+// agentConfig issues a certificate for host and writes an agent config with rules (YAML
+// flow mappings, one per line). It returns the config path and the healthz address.
+func (e *env) agentConfig(host string, rules ...string) (cfgPath, healthz string) {
+	e.t.Helper()
+	if out, err := run(e.t, "tripwire-collector", "pki", "issue", "--dir", filepath.Join(e.dir, "pki"), "--host", host); err != nil {
+		e.t.Fatalf("pki issue: %v\n%s", err, out)
+	}
+	healthz = freeAddr(e.t)
+	cfgPath = filepath.Join(e.dir, host+".yaml")
+	writeFile(e.t, cfgPath, fmt.Sprintf(`host: %s
+collector: {address: %q, ca: pki/%s/ca.crt, cert: pki/%s/agent.crt, key: pki/%s/agent.key, server_name: localhost}
+audit: {dir: audit-%s, max_segment_mb: 1}
+healthz: %q
+rules:
+  - %s
+`, host, e.grpcAddr, host, host, host, host, healthz, strings.Join(rules, "\n  - ")))
+	return cfgPath, healthz
+}
+
+func (e *env) startAgent(cfgPath, healthz string) *proc {
+	e.t.Helper()
+	p := start(e.t, e.dir, "tripwire", "start", "--config", cfgPath)
+	waitFor(e.t, 10*time.Second, "agent /healthz", func() (bool, string) {
+		if p.exited() {
+			b, _ := os.ReadFile(p.log)
+			e.t.Fatalf("agent exited:\n%s", b)
+		}
+		var h healthzReport
+		if err := getJSON("http://"+healthz+"/healthz", "", &h); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	return p
+}
+
+type healthzReport struct {
+	Status     string `json:"status"`
+	UptimeS    int64  `json:"uptime_s"`
+	QueueDepth uint64 `json:"queue_depth"`
+	HeadSeq    uint64 `json:"head_seq"`
+	AckedSeq   uint64 `json:"acked_seq"`
+	LastAlert  *time.Time
+	AuditBytes int64 `json:"audit_bytes"`
+	Watchers   []struct {
+		Name, Mode, Degraded string
+	} `json:"watchers"`
+}
+
+type alert struct {
+	AlertID      string    `json:"alert_id"`
+	Host         string    `json:"host"`
+	HostID       string    `json:"host_id"`
+	Seq          uint64    `json:"seq"`
+	Timestamp    time.Time `json:"timestamp"`
+	TripwireType string    `json:"tripwire_type"`
+	RuleName     string    `json:"rule_name"`
+	Severity     string    `json:"severity"`
+	EventDetail  struct {
+		Path    string   `json:"path"`
+		Op      string   `json:"op"`
+		PID     int      `json:"pid"`
+		UID     *int     `json:"uid"`
+		User    string   `json:"user"`
+		Exe     string   `json:"exe"`
+		Cmdline string   `json:"cmdline"`
+		Source  string   `json:"source"`
+		Missing []string `json:"missing"`
+	} `json:"event_detail"`
+}
+
+func (e *env) alerts(query string) ([]alert, error) {
+	var body struct {
+		Alerts []alert `json:"alerts"`
+	}
+	err := getJSON("http://"+e.httpAddr+"/api/v1/alerts?"+query, e.token, &body)
+	return body.Alerts, err
+}
+
+func getJSON(url, token string, out any) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b.String())
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// asNobody runs a command as user nobody and returns its PID.
+func asNobody(t *testing.T, name string, args ...string) int {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v as nobody: %v\n%s", name, args, err, out)
+	}
+	return cmd.Process.Pid
+}
