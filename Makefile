@@ -22,6 +22,16 @@ build: ## Build bin/tripwire (static), bin/tripwire-collector, bin/tripwire-fore
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tripwire-collector ./collector/cmd/tripwire-collector
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tripwire-forensics ./forensics/cmd/tripwire-forensics
 
+.PHONY: build-all
+build-all: ## Cross-build the agent: linux (static) amd64/arm64, darwin amd64/arm64, windows amd64
+	@mkdir -p $(BIN)
+	@for target in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64; do \
+		os=$${target%/*}; arch=$${target#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		echo "  tripwire $$os/$$arch"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+			-o $(BIN)/tripwire-$$os-$$arch$$ext ./agent/cmd/tripwire || exit 1; \
+	done
+
 .PHONY: generate
 generate: ## Regenerate protobuf code (needs protoc; installs the pinned plugins)
 	@command -v protoc >/dev/null || { echo "installing protobuf-compiler"; apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
@@ -43,9 +53,8 @@ demo: build ## Collector on the embedded store + an agent with example tripwires
 
 ##@ Test
 .PHONY: test
-test: deps ## Run every test (unit, kernel, end to end), installing what it needs
-	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+test: deps lint check-generated build-all ## Run every test (unit, kernel, end to end), installing what it needs
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: deps
 deps: ## Install the system packages the tests need (Debian)

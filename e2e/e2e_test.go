@@ -262,3 +262,81 @@ rules:
 		}
 	}
 }
+
+// A full disk under the audit chain delays delivery and loses nothing: events that
+// happen while the chain cannot be written arrive once space is back, and the outage is
+// itself in the chain.
+func TestFullDiskDelaysButLosesNothing(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	e.startCollector()
+	decoy := filepath.Join(e.dir, "decoy")
+	writeFile(t, decoy, "x\n")
+	cfg, hz := e.agentConfig("web-04", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: WARN}", decoy))
+	auditDir := filepath.Join(e.dir, "audit-web-04")
+	if err := os.MkdirAll(auditDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tripwire-e2e", auditDir).CombinedOutput(); err != nil {
+		t.Fatalf("mounting a small tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", auditDir).Run() })
+	e.startAgent(cfg, hz)
+
+	// Fill the file system.
+	filler := filepath.Join(auditDir, "filler")
+	out, _ := exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").CombinedOutput()
+	if !strings.Contains(string(out), "No space left") {
+		t.Fatalf("dd did not fill the disk: %s", out)
+	}
+	// Read the decoy (each read a new process) until the agent says it cannot write.
+	var pids []int
+	waitFor(t, 20*time.Second, "the agent to report the chain unwritable", func() (bool, string) {
+		pids = append(pids, asNobody(t, "cat", decoy))
+		var h struct {
+			Status     string `json:"status"`
+			AuditError string `json:"audit_error"`
+		}
+		err := getJSON("http://"+hz+"/healthz", "", &h)
+		return err == nil && h.AuditError != "", fmt.Sprintf("%+v %v", h, err)
+	})
+	for range 5 { // and a few more while it is down; the last 5 are surely held
+		pids = append(pids, asNobody(t, "cat", decoy))
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "every read to reach the collector", func() (bool, string) {
+		alerts, err := e.alerts("host=web-04&limit=1000")
+		if err != nil {
+			return false, err.Error()
+		}
+		seen := map[int]bool{}
+		for _, a := range alerts {
+			seen[a.EventDetail.PID] = true
+		}
+		var missing []int
+		for _, p := range pids {
+			if !seen[p] {
+				missing = append(missing, p)
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("%d reads, missing pids %v", len(pids), missing)
+	})
+	var body struct {
+		Entries []struct {
+			Payload string `json:"payload"`
+		} `json:"entries"`
+	}
+	if err := getJSON("http://"+e.httpAddr+"/api/v1/audit?host=web-04&limit=1000", e.token, &body); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, en := range body.Entries {
+		found = found || strings.Contains(en.Payload, `"what":"audit_write_failed"`)
+	}
+	if !found {
+		t.Errorf("the outage is not recorded in the chain")
+	}
+	t.Logf("%d reads, %d of them while the chain could not be written, all delivered", len(pids), 5)
+}

@@ -99,4 +99,3 @@ func TestCollectorRefusesUntrustedClients(t *testing.T) {
 		t.Errorf("message %q does not name both versions", msg)
 	}
 }
-

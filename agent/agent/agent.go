@@ -6,6 +6,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,12 +30,15 @@ import (
 // pipelineBatch is the most events written to the chain with one fsync.
 const pipelineBatch = 1024
 
+// shutdownGrace is how long a stopping agent keeps retrying an unwritable chain.
+const shutdownGrace = 5 * time.Second
+
 // Agent is a configured, started-up agent: its watchers are already watching when New
 // returns, so nothing that happens after New is missed.
 type Agent struct {
 	cfg     *config.Config
 	logger  *slog.Logger
-	log     *audit.Log
+	chain   *durableChain
 	file    watcher.FileWatcher
 	tls     *transport.ClientTLS
 	shipper *transport.Shipper
@@ -42,7 +46,9 @@ type Agent struct {
 	events  chan chain.Event
 	started time.Time
 
-	lastAlert atomic.Int64 // unix nanos of the last event written
+	lastAlert  atomic.Int64 // unix nanos of the last event written
+	chainErr   atomic.Value // string: why the chain cannot be written now, "" when it can
+	stoppingAt atomic.Int64 // unix nanos when shutdown began
 }
 
 // New opens the audit chain, puts the watchers in place and binds /healthz. Errors name
@@ -65,14 +71,14 @@ func New(cfg *config.Config, logger *slog.Logger) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a.log, err = audit.Open(cfg.Audit.Dir, audit.Options{
+	a.chain, err = openChain(cfg.Audit.Dir, audit.Options{
 		MaxSegmentBytes: int64(cfg.Audit.MaxSegmentMB) << 20,
 		Logger:          logger.With("component", "audit"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening audit chain in %s: %w", cfg.Audit.Dir, err)
 	}
-	closers = append(closers, func() { a.log.Close() })
+	closers = append(closers, func() { a.chain.Close() })
 
 	var rules []watcher.FileRule
 	for _, r := range cfg.Rules {
@@ -99,7 +105,7 @@ func New(cfg *config.Config, logger *slog.Logger) (_ *Agent, err error) {
 	}
 	closers = append(closers, func() { a.healthL.Close() })
 
-	a.shipper = transport.New(a.log, transport.Options{
+	a.shipper = transport.New(a.chain, transport.Options{
 		Address: cfg.Collector.Address, TLS: a.tls.Config(), Hostname: cfg.Host,
 		Version: version.Version, Kernel: kernelRelease(),
 		Watchers: a.watcherStatus, Logger: logger.With("component", "shipper"),
@@ -121,8 +127,8 @@ func (a *Agent) watcherStatus() []*tripwirev1.WatcherStatus {
 // Run records the start in the chain, then watches, writes and ships until ctx ends, and
 // records a clean stop as the chain's last entry.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.log.Close()
-	if _, err := a.log.Append(chain.Payload{Kind: chain.KindAgent, Notice: &chain.Notice{
+	defer a.chain.Close()
+	if err := a.chain.Append(chain.Payload{Kind: chain.KindAgent, Notice: &chain.Notice{
 		What:    "agent_started",
 		Message: fmt.Sprintf("tripwire %s started; file watcher mode %s %s", version.Version, a.file.Mode(), a.file.Degraded()),
 	}}); err != nil {
@@ -155,6 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		<-gctx.Done()
+		a.stoppingAt.Store(time.Now().UnixNano())
 		stopWatching()
 		<-pipelineDone
 		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -166,7 +173,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		what, msg = "agent_failed", err.Error()
 	}
-	if _, aerr := a.log.Append(chain.Payload{Kind: chain.KindAgent, Notice: &chain.Notice{What: what, Message: msg}}); aerr != nil {
+	if aerr := a.chain.Append(chain.Payload{Kind: chain.KindAgent, Notice: &chain.Notice{What: what, Message: msg}}); aerr != nil {
 		a.logger.Error("recording stop in the audit chain", "err", aerr)
 	}
 	return err
@@ -187,7 +194,7 @@ func (a *Agent) pipeline() error {
 		}
 		return buf
 	}
-	buf := make([]chain.Payload, 0, pipelineBatch+1)
+	buf := make([]chain.Payload, 0, pipelineBatch+2)
 	for ev := range a.events {
 		buf = append(buf[:0], chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &ev})
 	drain:
@@ -202,30 +209,68 @@ func (a *Agent) pipeline() error {
 				break drain
 			}
 		}
-		buf = gap(buf)
-		if _, err := a.log.Append(buf...); err != nil {
-			// Without the chain nothing can be recorded or shipped: stop loudly
-			// rather than run blind.
-			return fmt.Errorf("appending %d events to the audit chain: %w", len(buf), err)
+		if err := a.appendDurably(gap(buf)); err != nil {
+			return err
 		}
 		a.lastAlert.Store(time.Now().UnixNano())
 	}
 	// Losses at shutdown come after the last event.
 	if buf = gap(buf[:0]); len(buf) > 0 {
-		if _, err := a.log.Append(buf...); err != nil {
-			return fmt.Errorf("recording lost events in the audit chain: %w", err)
-		}
+		return a.appendDurably(buf)
 	}
 	return nil
 }
 
+// appendDurably appends payloads, and when the chain cannot be written (a full disk, an
+// I/O error) keeps them and retries, reopening the chain, until it can. Meanwhile events
+// back up in the watcher, whose overflow is counted and recorded as a gap once writing
+// works again: a write failure delays, it never loses anything unrecorded. The outage
+// itself is recorded in the chain before the payloads that waited for it.
+func (a *Agent) appendDurably(payloads []chain.Payload) error {
+	err := a.chain.Append(payloads...)
+	if err == nil {
+		return nil
+	}
+	since := time.Now()
+	a.chainErr.Store(err.Error())
+	a.logger.Error("audit chain not writable: holding events and retrying", "err", err, "held", len(payloads))
+	for attempt := 1; ; attempt++ {
+		time.Sleep(min(time.Duration(attempt)*100*time.Millisecond, 2*time.Second))
+		if at := a.stoppingAt.Load(); at != 0 && time.Since(time.Unix(0, at)) > shutdownGrace {
+			// Stopping, and the chain still cannot be written: the journal is the last
+			// place these events can be recorded.
+			for _, p := range payloads {
+				if b, jerr := json.Marshal(p); jerr == nil {
+					a.logger.Error("event not recorded in the audit chain", "payload", string(b))
+				}
+			}
+			return fmt.Errorf("stopping with %d payloads not written to the audit chain: %w", len(payloads), err)
+		}
+		if rerr := a.chain.Reopen(); rerr != nil {
+			a.chainErr.Store(rerr.Error())
+			continue
+		}
+		outage := chain.Payload{Kind: chain.KindAgent, Notice: &chain.Notice{
+			What:    "audit_write_failed",
+			Message: fmt.Sprintf("the audit chain could not be written for %s: %v", time.Since(since).Round(time.Millisecond), err),
+		}}
+		if err2 := a.chain.Append(append([]chain.Payload{outage}, payloads...)...); err2 != nil {
+			a.chainErr.Store(err2.Error())
+			continue
+		}
+		a.chainErr.Store("")
+		a.logger.Info("audit chain writable again", "after", time.Since(since).Round(time.Millisecond), "held", len(payloads))
+		return nil
+	}
+}
+
 func (a *Agent) report() healthz.Report {
-	head, _ := a.log.Head()
-	acked := a.log.Acked()
+	head, _ := a.chain.Head()
+	acked := a.chain.Acked()
 	r := healthz.Report{
 		Status: "ok", Version: version.Version, Host: a.cfg.Host,
 		UptimeS: int64(time.Since(a.started).Seconds()), HeadSeq: head, AckedSeq: acked,
-		QueueDepth: head - min(acked, head), AuditBytes: a.log.SizeBytes(),
+		QueueDepth: head - min(acked, head), AuditBytes: a.chain.SizeBytes(),
 		Watchers:  []healthz.WatcherReport{{Name: "file", Mode: a.file.Mode(), Degraded: a.file.Degraded()}},
 		Collector: a.shipper.Status(),
 	}
@@ -235,6 +280,10 @@ func (a *Agent) report() healthz.Report {
 	}
 	if a.file.Degraded() != "" {
 		r.Status = "degraded"
+	}
+	if msg, _ := a.chainErr.Load().(string); msg != "" {
+		r.Status = "degraded"
+		r.AuditError = msg
 	}
 	return r
 }

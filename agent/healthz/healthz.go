@@ -12,17 +12,20 @@ import (
 
 // Report is the /healthz body.
 type Report struct {
-	Status      string          `json:"status"` // ok, degraded
-	Version     string          `json:"version"`
-	Host        string          `json:"host"`
-	UptimeS     int64           `json:"uptime_s"`
-	QueueDepth  uint64          `json:"queue_depth"` // chain entries not yet acked by the collector
-	HeadSeq     uint64          `json:"head_seq"`
-	AckedSeq    uint64          `json:"acked_seq"`
-	LastAlertAt *time.Time      `json:"last_alert_at"`
-	AuditBytes  int64           `json:"audit_bytes"`
-	Watchers    []WatcherReport `json:"watchers"`
-	Collector   any             `json:"collector"`
+	Status      string     `json:"status"` // ok, degraded
+	Version     string     `json:"version"`
+	Host        string     `json:"host"`
+	UptimeS     int64      `json:"uptime_s"`
+	QueueDepth  uint64     `json:"queue_depth"` // chain entries not yet acked by the collector
+	HeadSeq     uint64     `json:"head_seq"`
+	AckedSeq    uint64     `json:"acked_seq"`
+	LastAlertAt *time.Time `json:"last_alert_at"`
+	AuditBytes  int64      `json:"audit_bytes"`
+	// AuditError says why the chain cannot be written right now (events are held and
+	// retried); empty when it can.
+	AuditError string          `json:"audit_error,omitempty"`
+	Watchers   []WatcherReport `json:"watchers"`
+	Collector  any             `json:"collector"`
 }
 
 // WatcherReport says how one watcher runs.

@@ -133,7 +133,7 @@ func run() error {
 	results = append(results, result{
 		name:     "ReadFrom, batches of 512 (shipper path)",
 		measured: fmt.Sprintf("%s entries/s", si(readRate)),
-		target:   "(reference: ≥ append rate)", ok: ptr(readRate >= rate),
+		target:   "(reference)",
 	})
 	size0 := l.SizeBytes()
 	if err := l.Close(); err != nil {

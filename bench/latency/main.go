@@ -108,7 +108,9 @@ rules:
 		sc.Buffer(make([]byte, 1<<16), 1<<24)
 		for sc.Scan() {
 			if line := sc.Text(); strings.HasPrefix(line, "data: ") {
-				var a struct{ RuleName string `json:"rule_name"` }
+				var a struct {
+					RuleName string `json:"rule_name"`
+				}
 				if json.Unmarshal([]byte(line[6:]), &a) == nil && a.RuleName == "decoy" {
 					arrivals <- time.Now()
 				}

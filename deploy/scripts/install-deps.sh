@@ -5,6 +5,8 @@ set -euo pipefail
 need=()
 command -v gcc >/dev/null || need+=(gcc)          # cgo: the collector links DuckDB
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v protoc >/dev/null || need+=(protobuf-compiler) # make check-generated
+command -v git >/dev/null || need+=(git)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2

@@ -103,7 +103,9 @@ type httpError struct {
 	body string
 }
 
-func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, strings.TrimSpace(e.body)) }
+func (e *httpError) Error() string {
+	return fmt.Sprintf("HTTP %d: %s", e.code, strings.TrimSpace(e.body))
+}
 
 func getJSON(ctx context.Context, u, token string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
