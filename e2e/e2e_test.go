@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -339,4 +340,39 @@ func TestFullDiskDelaysButLosesNothing(t *testing.T) {
 		t.Errorf("the outage is not recorded in the chain")
 	}
 	t.Logf("%d reads, %d of them while the chain could not be written, all delivered", len(pids), 5)
+}
+
+// Forced into the fsnotify fallback, the agent still reports writes, and says in
+// /healthz and in each event what it cannot see.
+func TestFsnotifyFallbackSaysWhatItMisses(t *testing.T) {
+	e := newEnv(t)
+	e.startCollector()
+	decoy := filepath.Join(e.dir, "decoy")
+	writeFile(t, decoy, "x\n")
+	cfg, hz := e.agentConfig("web-05", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: WARN}", decoy))
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, "watchers: {file: {mode: fsnotify}}")
+	f.Close()
+	e.startAgent(cfg, hz)
+	var h healthzReport
+	if err := getJSON("http://"+hz+"/healthz", "", &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Status != "degraded" || len(h.Watchers) != 1 || h.Watchers[0].Mode != "fsnotify" || !strings.Contains(h.Watchers[0].Degraded, "read") {
+		t.Errorf("healthz = %+v, want degraded, file watcher in fsnotify mode saying reads are not seen", h)
+	}
+	if err := os.WriteFile(decoy, []byte("changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the write alert", func() (bool, string) {
+		alerts, err := e.alerts("host=web-05")
+		if err != nil || len(alerts) == 0 {
+			return false, fmt.Sprint(err)
+		}
+		d := alerts[0].EventDetail
+		return d.Source == "fsnotify" && d.Op == "write" && d.Path == decoy && slices.Contains(d.Missing, "pid"), fmt.Sprintf("%+v", d)
+	})
 }

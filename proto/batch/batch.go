@@ -134,6 +134,9 @@ func Decode(data []byte) (entries []Entry, err error) {
 			entries, err = nil, fmt.Errorf("malformed arrow stream: %v", r)
 		}
 	}()
+	if err := precheck(data); err != nil {
+		return nil, err
+	}
 	rd, err := ipc.NewReader(bytes.NewReader(data), ipc.WithAllocator(memory.DefaultAllocator))
 	if err != nil {
 		return nil, fmt.Errorf("reading arrow stream: %w", err)
