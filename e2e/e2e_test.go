@@ -376,3 +376,48 @@ func TestFsnotifyFallbackSaysWhatItMisses(t *testing.T) {
 		return d.Source == "fsnotify" && d.Op == "write" && d.Path == decoy && slices.Contains(d.Missing, "pid"), fmt.Sprintf("%+v", d)
 	})
 }
+
+// `tripwire-collector alerts --follow` prints each alert as it arrives, and keeps
+// following across a collector restart.
+func TestAlertsFollow(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	e.startCollector()
+	decoy := filepath.Join(e.dir, "decoy")
+	writeFile(t, decoy, "x\n")
+	cfg, hz := e.agentConfig("web-06", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: CRITICAL}", decoy))
+	e.startAgent(cfg, hz)
+	out := filepath.Join(e.dir, "follow.out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	follow := exec.Command(filepath.Join(binDir, "tripwire-collector"), "alerts", "--follow", "--config", filepath.Join(e.dir, "collector.yaml"))
+	follow.Stdout = f
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follow.Process.Kill(); follow.Wait() })
+	printed := func(pid int) func() (bool, string) {
+		return func() (bool, string) {
+			b, _ := os.ReadFile(out)
+			return strings.Contains(string(b), fmt.Sprintf("pid=%d user=nobody", pid)), string(b)
+		}
+	}
+	// The follower subscribes asynchronously: read until one of our reads shows up.
+	var first int
+	waitFor(t, 10*time.Second, "a read printed by the follower", func() (bool, string) {
+		first = asNobody(t, "cat", decoy)
+		time.Sleep(200 * time.Millisecond)
+		return printed(first)()
+	})
+	e.coll.stop(syscall.SIGTERM)
+	e.startCollector()
+	second := asNobody(t, "cat", decoy)
+	waitFor(t, 15*time.Second, "the read after the restart printed", printed(second))
+	b, _ := os.ReadFile(out)
+	if n := strings.Count(string(b), fmt.Sprintf("pid=%d ", first)); n != 1 {
+		t.Errorf("the first alert was printed %d times:\n%s", n, b)
+	}
+}

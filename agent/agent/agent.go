@@ -180,7 +180,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // pipeline writes watcher events into the chain, as many as are waiting per fsync, and
-// records watcher losses as gap entries.
+// records watcher losses as gap entries, checked with every write and every second.
 func (a *Agent) pipeline() error {
 	var lostSeen uint64
 	// gap appends a gap entry when the watcher has lost events since the last look.
@@ -194,31 +194,52 @@ func (a *Agent) pipeline() error {
 		}
 		return buf
 	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	buf := make([]chain.Payload, 0, pipelineBatch+2)
-	for ev := range a.events {
-		buf = append(buf[:0], chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &ev})
-	drain:
-		for len(buf) < pipelineBatch {
-			select {
-			case more, ok := <-a.events:
-				if !ok {
+	for {
+		buf = buf[:0]
+		select {
+		case ev, ok := <-a.events:
+			if !ok {
+				// Losses at shutdown come after the last event.
+				if buf = gap(buf); len(buf) > 0 {
+					return a.appendDurably(buf)
+				}
+				return nil
+			}
+			buf = append(buf, chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &ev})
+		drain:
+			for len(buf) < pipelineBatch {
+				select {
+				case more, ok := <-a.events:
+					if !ok {
+						break drain
+					}
+					buf = append(buf, chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &more})
+				default:
 					break drain
 				}
-				buf = append(buf, chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &more})
-			default:
-				break drain
 			}
+		case <-tick.C:
 		}
-		if err := a.appendDurably(gap(buf)); err != nil {
+		if buf = gap(buf); len(buf) == 0 {
+			continue
+		}
+		if err := a.appendDurably(buf); err != nil {
+			// Stopping with an unwritable chain: what is still queued goes to the
+			// journal, the last place it can be recorded.
+			for ev := range a.events {
+				if b, jerr := json.Marshal(ev); jerr == nil {
+					a.logger.Error("event not recorded in the audit chain", "event", string(b))
+				}
+			}
 			return err
 		}
-		a.lastAlert.Store(time.Now().UnixNano())
+		if buf[0].Kind == chain.KindEvent {
+			a.lastAlert.Store(time.Now().UnixNano())
+		}
 	}
-	// Losses at shutdown come after the last event.
-	if buf = gap(buf[:0]); len(buf) > 0 {
-		return a.appendDurably(buf)
-	}
-	return nil
 }
 
 // appendDurably appends payloads, and when the chain cannot be written (a full disk, an
@@ -226,7 +247,12 @@ func (a *Agent) pipeline() error {
 // back up in the watcher, whose overflow is counted and recorded as a gap once writing
 // works again: a write failure delays, it never loses anything unrecorded. The outage
 // itself is recorded in the chain before the payloads that waited for it.
+//
+// A failed append may still have left some of its entries whole on disk (a full disk
+// midway through, an fsync error after the write); reopening keeps those, so before
+// each retry the payloads already in the chain are dropped rather than written twice.
 func (a *Agent) appendDurably(payloads []chain.Payload) error {
+	headBefore, _ := a.chain.Head()
 	err := a.chain.Append(payloads...)
 	if err == nil {
 		return nil
@@ -250,6 +276,13 @@ func (a *Agent) appendDurably(payloads []chain.Payload) error {
 			a.chainErr.Store(rerr.Error())
 			continue
 		}
+		written, rerr := a.chain.countHeld(headBefore)
+		if rerr != nil {
+			a.chainErr.Store(rerr.Error())
+			continue
+		}
+		payloads = payloads[min(written, len(payloads)):]
+		headBefore, _ = a.chain.Head()
 		outage := chain.Payload{Kind: chain.KindAgent, Notice: &chain.Notice{
 			What:    "audit_write_failed",
 			Message: fmt.Sprintf("the audit chain could not be written for %s: %v", time.Since(since).Round(time.Millisecond), err),

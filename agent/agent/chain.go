@@ -63,6 +63,29 @@ func (c *durableChain) Reopen() error {
 	return nil
 }
 
+// countHeld returns how many event and gap entries follow seq after in the chain: after
+// a failed append and a reopen, the leading payloads of that append that reached the
+// disk whole. Anchors, truncation records and agent notices written meanwhile are not
+// the pipeline's payloads and are not counted.
+func (c *durableChain) countHeld(after uint64) (int, error) {
+	n := 0
+	for next := after + 1; ; {
+		entries, err := c.ReadFrom(next, 512)
+		if err != nil {
+			return 0, err
+		}
+		if len(entries) == 0 {
+			return n, nil
+		}
+		for _, e := range entries {
+			if e.Kind == string(chain.KindEvent) || e.Kind == string(chain.KindGap) {
+				n++
+			}
+		}
+		next = entries[len(entries)-1].Seq + 1
+	}
+}
+
 // Close closes the log.
 func (c *durableChain) Close() error {
 	c.mu.Lock()

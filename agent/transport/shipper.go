@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tripwire-project/tripwire/proto/batch"
@@ -127,7 +128,12 @@ func (s *Shipper) Status() Status {
 // Run ships until ctx ends, reconnecting with exponential backoff and jitter after any
 // failure. It returns nil when ctx is done.
 func (s *Shipper) Run(ctx context.Context) error {
-	conn, err := grpc.NewClient(s.opts.Address, grpc.WithTransportCredentials(credentials.NewTLS(s.opts.TLS)))
+	conn, err := grpc.NewClient(s.opts.Address,
+		grpc.WithTransportCredentials(credentials.NewTLS(s.opts.TLS)),
+		// Notice a dead collector or a dropped NAT entry in seconds, not when TCP gives
+		// up; the collector permits pings every 10 s.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+	)
 	if err != nil {
 		return fmt.Errorf("creating gRPC client for %s: %w", s.opts.Address, err)
 	}
@@ -222,6 +228,7 @@ func (s *Shipper) session(ctx context.Context, client tripwirev1.IngestServiceCl
 					err = errors.New("collector closed the stream")
 				}
 				errc <- err
+				cancel() // end the sender now, not at its next Send
 				return
 			}
 			switch m := resp.Msg.(type) {
@@ -249,8 +256,12 @@ func (s *Shipper) session(ctx context.Context, client tripwirev1.IngestServiceCl
 	err = s.sendLoop(ctx, stream, &cursor, kick)
 	cancel()
 	wg.Wait()
-	if err == nil {
-		err = <-errc
+	// The receiver's error carries the collector's reason (e.g. why a batch was
+	// refused); a send error after the stream broke only says EOF or canceled.
+	select {
+	case rerr := <-errc:
+		return rerr
+	default:
 	}
 	return err
 }
@@ -293,7 +304,7 @@ func (s *Shipper) sendLoop(ctx context.Context, stream tripwirev1.IngestService_
 		case <-heartbeat.C:
 			seq, hash := s.chain.Head()
 			if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Heartbeat{Heartbeat: &tripwirev1.Heartbeat{
-				Time: timestamppb.Now(), Head: &tripwirev1.ChainHead{Seq: seq, Hash: hash}, QueueDepth: seq - s.chain.Acked(),
+				Time: timestamppb.Now(), Head: &tripwirev1.ChainHead{Seq: seq, Hash: hash}, QueueDepth: seq - min(s.chain.Acked(), seq),
 			}}}); err != nil {
 				return fmt.Errorf("sending heartbeat: %w", err)
 			}

@@ -233,6 +233,52 @@ func verifyLinks(entries []batch.Entry) error {
 		if len(e.Payload) < len(want) || string(e.Payload[:len(want)]) != want {
 			return &BatchError{Seq: e.Seq, Reason: "payload does not start with its own seq"}
 		}
+		if err := checkColumns(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkColumns checks that the flattened columns, which stores filter alerts on, say
+// what the hashed payload says: otherwise a sender could hide an event (kind "agent") or
+// lower its severity while the chain still verifies.
+func checkColumns(e batch.Entry) error {
+	var p struct {
+		Time  time.Time  `json:"ts"`
+		Kind  chain.Kind `json:"kind"`
+		Event *struct {
+			Type     string `json:"type"`
+			Rule     string `json:"rule"`
+			Severity string `json:"severity"`
+		} `json:"event"`
+	}
+	if err := json.Unmarshal(e.Payload, &p); err != nil {
+		return &BatchError{Seq: e.Seq, Reason: fmt.Sprintf("payload is not valid JSON: %v", err)}
+	}
+	mismatch := func(col, got, want string) error {
+		return &BatchError{Seq: e.Seq, Reason: fmt.Sprintf("column %s is %q but the payload says %q", col, got, want)}
+	}
+	if string(p.Kind) != e.Kind {
+		return mismatch(batch.ColKind, e.Kind, string(p.Kind))
+	}
+	if !p.Time.Equal(e.Time) {
+		return mismatch(batch.ColTime, e.Time.Format(time.RFC3339Nano), p.Time.Format(time.RFC3339Nano))
+	}
+	var typ, rule, sev string
+	if p.Event != nil {
+		typ, rule, sev = p.Event.Type, p.Event.Rule, p.Event.Severity
+	}
+	if (p.Event != nil) != (p.Kind == chain.KindEvent) {
+		return &BatchError{Seq: e.Seq, Reason: "an event entry must carry an event object, and only it"}
+	}
+	switch {
+	case typ != e.Type:
+		return mismatch(batch.ColType, e.Type, typ)
+	case rule != e.Rule:
+		return mismatch(batch.ColRule, e.Rule, rule)
+	case sev != e.Severity:
+		return mismatch(batch.ColSeverity, e.Severity, sev)
 	}
 	return nil
 }

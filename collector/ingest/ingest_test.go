@@ -181,6 +181,27 @@ func TestBadBatchIsRejectedWithoutAffectingOtherAgents(t *testing.T) {
 	}
 }
 
+// Columns that disagree with the hashed payload are refused, naming seq and column.
+func TestColumnsMustMatchPayload(t *testing.T) {
+	f := newFixture(t)
+	a := f.connect(t, "web-03")
+	for name, mutate := range map[string]func(*batch.Entry){
+		"kind":          func(e *batch.Entry) { e.Kind = "agent" },
+		"severity":      func(e *batch.Entry) { e.Severity = chain.SeverityInfo },
+		"rule_name":     func(e *batch.Entry) { e.Rule = "other" },
+		"tripwire_type": func(e *batch.Entry) { e.Type = chain.TypeProcess },
+		"ts":            func(e *batch.Entry) { e.Time = e.Time.Add(time.Hour) },
+	} {
+		entries := events(storetest.NewChain(), 3)
+		mutate(&entries[1])
+		_, err := a.send(t, entries)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "seq 2") || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s altered: err = %v, want InvalidArgument naming seq 2 and %s", name, err, name)
+		}
+		a = f.connect(t, "web-03") // a refused batch ends the stream
+	}
+}
+
 func TestGapAsksForResend(t *testing.T) {
 	f := newFixture(t)
 	a := f.connect(t, "web-02")

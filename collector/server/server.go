@@ -83,6 +83,8 @@ func (s *Server) Run(ctx context.Context) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(64<<20),
+		// Stop waits for handlers, so the store is not closed under a running one.
+		grpc.WaitForHandlers(true),
 	)
 	tripwirev1.RegisterIngestServiceServer(gs, ingest.New(s.store, broker, pki.IdentityFromContext, version.Version, s.logger.With("component", "ingest")))
 	hs := &http.Server{
@@ -115,7 +117,12 @@ func (s *Server) Run(ctx context.Context) error {
 		gs.Stop()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return hs.Shutdown(shutdown) // live followers end with gctx (BaseContext)
+		// Live followers end with gctx (BaseContext); one stuck writing to a stalled
+		// client is cut at the deadline, which is not a failure of the collector.
+		if err := hs.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return nil
 	})
 	err := g.Wait()
 	s.logger.Info("collector stopped")

@@ -3,6 +3,7 @@ package batch
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +78,24 @@ func TestDecodeRejectsEmptyAndGarbage(t *testing.T) {
 		if _, err := Decode(junk); err == nil {
 			t.Errorf("Decode(%q) succeeded", junk)
 		}
+	}
+}
+
+// A compressed body states its uncompressed size, which arrow-go would allocate on
+// trust: such batches are refused before arrow-go reads them.
+func TestDecodeRefusesCompression(t *testing.T) {
+	b := array.NewRecordBuilder(memory.DefaultAllocator, Schema)
+	defer b.Release()
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	var buf bytes.Buffer
+	w := ipc.NewWriter(&buf, ipc.WithSchema(Schema), ipc.WithZstd())
+	if err := w.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if _, err := Decode(buf.Bytes()); err == nil || !strings.Contains(err.Error(), "compressed") {
+		t.Fatalf("err = %v, want compressed batches refused", err)
 	}
 }
 

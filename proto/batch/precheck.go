@@ -22,6 +22,7 @@ const (
 	slotFieldMetadata     = 16
 	slotBatchNodes        = 6
 	slotBatchBuffers      = 8
+	slotBatchCompression  = 10
 	slotBatchVariadic     = 12
 
 	maxFieldDepth = 8
@@ -76,6 +77,11 @@ func precheck(data []byte) error {
 				return err
 			}
 		case typ == headerRecordBatch && sawSchema && ok:
+			// A compressed body states its own uncompressed size, which arrow-go
+			// allocates on trust; agents never compress, so refuse it outright.
+			if header.Offset(slotBatchCompression) != 0 {
+				return fmt.Errorf("arrow stream: compressed record batches are not accepted")
+			}
 			for slot, name := range map[flatbuffers.VOffsetT]string{slotBatchNodes: "nodes", slotBatchBuffers: "buffers", slotBatchVariadic: "variadicBufferCounts"} {
 				if err := header.boundedVector(slot, "record batch "+name); err != nil {
 					return err

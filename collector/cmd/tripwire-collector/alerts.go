@@ -81,8 +81,47 @@ func alertsCmd(args []string, stdout io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(os.Stderr, "following alerts from %s (Ctrl-C stops)\n", *base)
+	// After a reconnect, or being cut off for falling behind, the stored alerts since the
+	// last one printed are fetched once the new subscription is in place, so nothing in
+	// between is missed; ids already printed are skipped.
+	var last time.Time
+	seen := map[string]bool{}
+	printOnce := func(a storage.Alert) {
+		if seen[a.AlertID] {
+			return
+		}
+		if len(seen) > 100_000 {
+			clear(seen)
+		}
+		seen[a.AlertID] = true
+		if a.Timestamp.After(last) {
+			last = a.Timestamp
+		}
+		print(a)
+	}
+	catchUp := func() error {
+		if last.IsZero() {
+			return nil
+		}
+		cq := url.Values{}
+		for k, v := range q {
+			cq[k] = v
+		}
+		cq.Set("from", last.Add(-time.Second).Format(time.RFC3339Nano))
+		cq.Set("limit", "1000")
+		var body struct {
+			Alerts []storage.Alert `json:"alerts"`
+		}
+		if err := getJSON(ctx, *base+"/api/v1/alerts?"+cq.Encode(), *token, &body); err != nil {
+			return err
+		}
+		for i := len(body.Alerts) - 1; i >= 0; i-- {
+			printOnce(body.Alerts[i])
+		}
+		return nil
+	}
 	for ctx.Err() == nil {
-		err := followOnce(ctx, *base+"/api/v1/alerts/stream?"+q.Encode(), *token, print)
+		err := followOnce(ctx, *base+"/api/v1/alerts/stream?"+q.Encode(), *token, catchUp, printOnce)
 		if ctx.Err() != nil {
 			break
 		}
@@ -125,8 +164,9 @@ func getJSON(ctx context.Context, u, token string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// followOnce reads one server-sent event stream until it ends.
-func followOnce(ctx context.Context, u, token string, print func(storage.Alert)) error {
+// followOnce reads one server-sent event stream until it ends; subscribed runs once the
+// server confirms the subscription.
+func followOnce(ctx context.Context, u, token string, subscribed func() error, print func(storage.Alert)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
@@ -154,6 +194,10 @@ func followOnce(ctx context.Context, u, token string, print func(storage.Alert))
 			var a storage.Alert
 			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &a); err == nil {
 				print(a)
+			}
+		case line == ": subscribed":
+			if err := subscribed(); err != nil {
+				return fmt.Errorf("catching up: %w", err)
 			}
 		case line == "":
 			event = ""
