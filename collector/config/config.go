@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -87,12 +88,23 @@ func Load(path string) (*Config, error) {
 	return cfg, nil
 }
 
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func (c *Config) validate(v *yamlconf.Validator) {
 	if err := yamlconf.HostPort(c.Listen.GRPC); err != nil {
 		v.Add(err.Error(), "listen", "grpc")
 	}
 	if err := yamlconf.HostPort(c.Listen.HTTP); err != nil {
 		v.Add(err.Error(), "listen", "http")
+	} else if host, _, _ := net.SplitHostPort(c.Listen.HTTP); !isLoopback(host) {
+		// Bearer tokens would cross the network in clear text.
+		v.Add(fmt.Sprintf("%q is not a loopback address: the API speaks plain HTTP, so bind it to loopback and put a TLS proxy in front", c.Listen.HTTP), "listen", "http")
 	}
 	if c.PKI.Dir == "" {
 		v.Add("required (make one with: tripwire-collector pki init --dir DIR)", "pki", "dir")

@@ -27,6 +27,7 @@ func TestLoadBad(t *testing.T) {
 		"unknown-key.bad.yml": {"unknown-key.bad.yml:5: storage.sqlite: unknown key"},
 		"several.bad.yml": {
 			`several.bad.yml:1: listen.grpc: "7443" is not host:port`,
+			`several.bad.yml:1: listen.http: "0.0.0.0:8080" is not a loopback address`,
 			`several.bad.yml:2: pki.dir: cannot read`,
 			`several.bad.yml:5: api.tokens[0]: a token needs at least 8 characters`,
 		},
