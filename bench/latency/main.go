@@ -84,14 +84,29 @@ rules:
 	if err := waitHTTP("http://" + httpAddr + "/healthz"); err != nil {
 		return fmt.Errorf("collector: %w", err)
 	}
-	agent := exec.Command(filepath.Join(bin, "tripwire"), "start", "--config", filepath.Join(dir, "config.yaml"))
-	if err := agent.Start(); err != nil {
-		return err
+	// Start → monitoring: the agent puts its fanotify marks in place before it binds
+	// /healthz, so the first answer from /healthz bounds the time to monitoring.
+	var starts []time.Duration
+	var agent *exec.Cmd
+	for i := 0; i < 10; i++ {
+		if agent != nil {
+			agent.Process.Signal(os.Interrupt)
+			agent.Wait()
+		}
+		agent = exec.Command(filepath.Join(bin, "tripwire"), "start", "--config", filepath.Join(dir, "config.yaml"))
+		t0 := time.Now()
+		if err := agent.Start(); err != nil {
+			return err
+		}
+		if err := waitHTTP("http://" + hz + "/healthz"); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		starts = append(starts, time.Since(t0))
 	}
 	defer func() { agent.Process.Signal(os.Interrupt); agent.Wait() }()
-	if err := waitHTTP("http://" + hz + "/healthz"); err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
+	slices.Sort(starts)
+	fmt.Printf("agent start → monitoring (exec until /healthz answers; marks are set before), 10 starts\n")
+	fmt.Printf("  %-6s %12s\n  %-6s %12s   (requirement < 1s)\n", "median", starts[5].Round(time.Microsecond), "max", starts[9].Round(time.Microsecond))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -149,7 +164,7 @@ func waitHTTP(url string) error {
 			resp.Body.Close()
 			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 	return fmt.Errorf("%s did not answer within 30 s", url)
 }
