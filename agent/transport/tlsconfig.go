@@ -9,21 +9,21 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/tripwire-project/tripwire/internal/pemfile"
 )
 
 // Errors wrapped by LoadClientTLS and ClientTLS.Reload, besides those of reading a file
 // (fs.ErrNotExist, fs.ErrPermission, ...).
 var (
 	// ErrNotPEM: the file holds no PEM block of the kind expected (certificate or key).
-	ErrNotPEM = errors.New("no PEM block of the expected type")
+	ErrNotPEM = pemfile.ErrNotPEM
 	// ErrKeyMismatch: the key file's key is not the certificate's.
 	ErrKeyMismatch = errors.New("private key does not match certificate")
 )
@@ -102,7 +102,7 @@ func hostPart(name string) string {
 
 // loadRoots reads a PEM bundle of CA certificates.
 func loadRoots(path string) (*x509.CertPool, error) {
-	certs, err := readCertificates("CA file", path)
+	certs, err := pemfile.ReadCertificates("CA file", path)
 	if err != nil {
 		return nil, err
 	}
@@ -116,11 +116,11 @@ func loadRoots(path string) (*x509.CertPool, error) {
 // loadKeyPair reads a certificate (chain) and its private key and checks they belong
 // together and that the certificate may authenticate a client.
 func loadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
-	certs, err := readCertificates("certificate file", certFile)
+	certs, err := pemfile.ReadCertificates("certificate file", certFile)
 	if err != nil {
 		return nil, err
 	}
-	key, err := readPrivateKey(keyFile)
+	key, err := pemfile.ReadPrivateKey(keyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -138,68 +138,4 @@ func loadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
 		chain[i] = c.Raw
 	}
 	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
-}
-
-// readCertificates reads every CERTIFICATE block of a PEM file; what names the file
-// in errors.
-func readCertificates(what, path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s %s: %w", what, path, err)
-	}
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing %s %s: %w", what, path, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("parsing %s %s: %w", what, path, ErrNotPEM)
-	}
-	return certs, nil
-}
-
-// readPrivateKey reads the first private key of a PEM file: PKCS #8, SEC 1 (EC) or
-// PKCS #1 (RSA).
-func readPrivateKey(path string) (crypto.Signer, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading key file %s: %w", path, err)
-	}
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, fmt.Errorf("parsing key file %s: %w", path, ErrNotPEM)
-		}
-		var key any
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parsing key file %s: %w", path, err)
-		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("parsing key file %s: unsupported key type %T", path, key)
-		}
-		return signer, nil
-	}
 }

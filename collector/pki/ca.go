@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tripwire-project/tripwire/internal/pemfile"
 )
 
 // Validity periods and the clock skew allowance.
@@ -216,7 +218,7 @@ func loadCA(dir string) (*authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading CA: reading %s: %w", certPath, err)
 	}
-	certs, err := parseCertificates(certPath, certPEM)
+	certs, err := pemfile.ParseCertificates("certificate", certPath, certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("loading CA: %w", err)
 	}
@@ -224,7 +226,7 @@ func loadCA(dir string) (*authority, error) {
 	if !cert.IsCA {
 		return nil, fmt.Errorf("loading CA: %s is not a CA certificate", certPath)
 	}
-	key, err := readPrivateKey(keyPath)
+	key, err := pemfile.ReadPrivateKey(keyPath)
 	if err != nil {
 		return nil, fmt.Errorf("loading CA: %w", err)
 	}

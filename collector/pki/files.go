@@ -4,10 +4,11 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/tripwire-project/tripwire/internal/pemfile"
 )
 
 // File names inside a PKI directory and inside each host's subdirectory.
@@ -29,7 +30,7 @@ const (
 
 // ErrNotPEM is wrapped by errors about a file that holds no PEM block of the expected
 // type.
-var ErrNotPEM = errors.New("no PEM block of the expected type")
+var ErrNotPEM = pemfile.ErrNotPEM
 
 // ensureDir creates dir if needed and makes it 0700 whatever it was: it holds keys.
 func ensureDir(dir string) error {
@@ -95,74 +96,6 @@ func encodeKey(key crypto.Signer) ([]byte, error) {
 		return nil, fmt.Errorf("encoding private key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-// readCertificates reads every CERTIFICATE block of a PEM file, in order.
-func readCertificates(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading certificate %s: %w", path, err)
-	}
-	return parseCertificates(path, data)
-}
-
-// parseCertificates parses every CERTIFICATE block of PEM data read from path.
-func parseCertificates(path string, data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing certificate %s: %w", path, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("parsing certificate %s: %w", path, ErrNotPEM)
-	}
-	return certs, nil
-}
-
-// readPrivateKey reads the first private key of a PEM file: PKCS #8 ("PRIVATE KEY"),
-// SEC 1 ("EC PRIVATE KEY") or PKCS #1 ("RSA PRIVATE KEY").
-func readPrivateKey(path string) (crypto.Signer, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading private key %s: %w", path, err)
-	}
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, fmt.Errorf("parsing private key %s: %w", path, ErrNotPEM)
-		}
-		var key any
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parsing private key %s: %w", path, err)
-		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("parsing private key %s: unsupported key type %T", path, key)
-		}
-		return signer, nil
-	}
 }
 
 // publicKeysEqual reports whether two public keys are the same key.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tripwire-project/tripwire/internal/pemfile"
+
 	"github.com/google/uuid"
 )
 
@@ -151,7 +153,7 @@ func Issue(dir, hostname string, opts IssueOptions) (HostCert, error) {
 // existingHostID returns the host id in the certificate at path, or "" if there is no
 // file.
 func existingHostID(path string) (string, error) {
-	certs, err := readCertificates(path)
+	certs, err := pemfile.ReadCertificates("certificate", path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tripwire-project/tripwire/internal/pemfile"
 )
 
 // newPKI makes a PKI directory with Init's defaults in a fresh temporary directory.
@@ -30,7 +32,7 @@ func newPKI(t *testing.T) string {
 // mustCert reads the first certificate of a PEM file.
 func mustCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
-	certs, err := readCertificates(path)
+	certs, err := pemfile.ReadCertificates("certificate", path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +189,7 @@ func TestIssue(t *testing.T) {
 	if d := cert.NotAfter.Sub(now); d < DefaultHostValidity-time.Minute || d > DefaultHostValidity+time.Minute {
 		t.Errorf("NotAfter is %v from now, want about %v", d, DefaultHostValidity)
 	}
-	key, err := readPrivateKey(hc.KeyFile)
+	key, err := pemfile.ReadPrivateKey(hc.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}

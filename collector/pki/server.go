@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync/atomic"
+
+	"github.com/tripwire-project/tripwire/internal/pemfile"
 )
 
 // ServerTLS holds the collector's mutual-TLS material — the CA that host
@@ -77,7 +79,7 @@ func (l *ServerTLS) Config() *tls.Config {
 
 // loadServerSnapshot reads and cross-checks the three files.
 func loadServerSnapshot(caFile, certFile, keyFile string) (*serverSnapshot, error) {
-	cas, err := readCertificates(caFile)
+	cas, err := pemfile.ReadCertificates("certificate", caFile)
 	if err != nil {
 		return nil, err
 	}
@@ -88,11 +90,11 @@ func loadServerSnapshot(caFile, certFile, keyFile string) (*serverSnapshot, erro
 		}
 		pool.AddCert(c)
 	}
-	certs, err := readCertificates(certFile)
+	certs, err := pemfile.ReadCertificates("certificate", certFile)
 	if err != nil {
 		return nil, err
 	}
-	key, err := readPrivateKey(keyFile)
+	key, err := pemfile.ReadPrivateKey(keyFile)
 	if err != nil {
 		return nil, err
 	}
