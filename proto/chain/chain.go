@@ -110,6 +110,25 @@ type Event struct {
 	// CmdlineTruncated says Cmdline was cut at the watcher's bound: never silently.
 	CmdlineTruncated bool `json:"cmdline_truncated,omitempty"`
 
+	// Process tripwires (and the acting process of others, where known).
+	GID       *int64 `json:"gid,omitempty"`
+	Comm      string `json:"comm,omitempty"`       // the kernel's task name (15 bytes)
+	ParentExe string `json:"parent_exe,omitempty"` // the parent's executable
+	Cwd       string `json:"cwd,omitempty"`
+	Cgroup    string `json:"cgroup,omitempty"`     // cgroup path or container id
+	ExeSHA256 string `json:"exe_sha256,omitempty"` // content hash of the executable, hex
+
+	// Network tripwires.
+	Protocol  string `json:"protocol,omitempty"`  // tcp, tcp6
+	Direction string `json:"direction,omitempty"` // inbound, outbound
+	Mode      string `json:"mode,omitempty"`      // decoy or monitor
+	SrcIP     string `json:"src_ip,omitempty"`
+	SrcPort   uint16 `json:"src_port,omitempty"`
+	DstIP     string `json:"dst_ip,omitempty"`
+	DstPort   uint16 `json:"dst_port,omitempty"`
+	// FirstBytes is what a decoy's caller sent first (bounded), as Go-quoted text.
+	FirstBytes string `json:"first_bytes,omitempty"`
+
 	// Missing names the fields this watcher mode cannot provide (e.g. "pid" under
 	// fsnotify), so that an empty field is never mistaken for a known-empty one.
 	Missing []string `json:"missing,omitempty"`
