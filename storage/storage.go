@@ -126,6 +126,7 @@ var ErrNotFound = errors.New("not found")
 
 // ErrInvalidEntry is wrapped by AppendEntries errors for entries that cannot be stored as
 // given, whatever the backend: seq 0 or above 2^63-1 (PostgreSQL has no unsigned
-// bigint), or text that is not valid UTF-8 or holds a NUL byte (PostgreSQL text and
-// DuckDB VARCHAR refuse them). Resending such an entry cannot succeed.
+// bigint), text that is not valid UTF-8 or holds a NUL byte (PostgreSQL text and
+// DuckDB VARCHAR refuse them), or an event time outside the years 1678 to 2261 (times
+// are kept as 64-bit nanoseconds). Resending such an entry cannot succeed.
 var ErrInvalidEntry = errors.New("invalid entry")

@@ -1,6 +1,23 @@
--- 0001_init: the embedded store's tables. Times are TIMESTAMPTZ (an instant, stored as
--- UTC microseconds); the store sets the session time zone to UTC so that SQL over this
--- file renders and truncates times in UTC whatever the machine's zone.
+-- 0001_init: the embedded store's tables.
+--
+-- Event times (entries.ts, alerts.ts) are TIMESTAMP_NS holding UTC: nanoseconds since the
+-- epoch, shown as UTC wall-clock times. The chain payload, the hashed and authoritative
+-- record, carries the event time to the nanosecond, and so do the live alert stream and
+-- the API; a TIMESTAMPTZ keeps microseconds only, and stored alerts would then differ
+-- from both. A BIGINT of nanoseconds would be as exact, but every query an analyst
+-- writes would have to convert it; a TIMESTAMP_NS prints as a time, sorts, compares with
+-- UTC literals (ts >= '2026-03-14 10:00:00.123456789') and takes date_trunc, strftime
+-- ('%n' prints the nanoseconds) and interval arithmetic, those returning microsecond
+-- TIMESTAMPs. It spans 1677-09-21 to 2262-04-11; the store refuses entries outside the
+-- years 1678 to 2261. DuckDB refuses to compare it with a TIMESTAMPTZ such as now()
+-- without a cast: write timezone('UTC', ts), a TIMESTAMPTZ to the microsecond, and not
+-- ts::TIMESTAMPTZ, which reads ts in the session's time zone.
+--
+-- The other times (first_seen, last_seen, received_at, updated_at) come from the
+-- collector's clock and are TIMESTAMPTZ (an instant, stored as UTC microseconds), e.g.
+-- received_at - timezone('UTC', ts) is the ingest delay. The store sets the session time
+-- zone to UTC, so that SQL over this file renders and truncates them in UTC whatever the
+-- machine's zone; in the duckdb CLI, SET TimeZone = 'UTC' does the same.
 
 -- hosts: every host that registered, with its last reported session.
 CREATE TABLE hosts (
@@ -21,18 +38,18 @@ CREATE TABLE hosts (
 -- alert_id is set on event entries only (a UUIDv5 of "<host_id>/<seq>", stable across
 -- resends and backends).
 CREATE TABLE entries (
-    host_id       VARCHAR     NOT NULL,
-    seq           UBIGINT     NOT NULL,
-    ts            TIMESTAMPTZ NOT NULL,
-    kind          VARCHAR     NOT NULL,
+    host_id       VARCHAR      NOT NULL,
+    seq           UBIGINT      NOT NULL,
+    ts            TIMESTAMP_NS NOT NULL, -- event time, UTC, to the nanosecond (see above)
+    kind          VARCHAR      NOT NULL,
     tripwire_type VARCHAR,
     rule_name     VARCHAR,
     severity      VARCHAR,
-    prev_hash     VARCHAR     NOT NULL,
-    hash          VARCHAR     NOT NULL,
-    payload       VARCHAR     NOT NULL,
+    prev_hash     VARCHAR      NOT NULL,
+    hash          VARCHAR      NOT NULL,
+    payload       VARCHAR      NOT NULL,
     alert_id      UUID,
-    received_at   TIMESTAMPTZ NOT NULL,
+    received_at   TIMESTAMPTZ  NOT NULL,
     PRIMARY KEY (host_id, seq)
 );
 

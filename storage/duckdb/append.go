@@ -11,6 +11,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -79,6 +80,17 @@ func (s *Store) Head(ctx context.Context, hostID string) (uint64, string, error)
 	return seq, hash, nil
 }
 
+// minTime and maxTime bound the event times the store accepts: [minTime, maxTime), the
+// years 1678 to 2261, in UTC. Event times are kept as signed 64-bit nanoseconds since the
+// epoch (DuckDB's TIMESTAMP_NS, and Int64 in a ClickHouse without DateTime64), which
+// span 1677-09-21 to 2262-04-11; whole years inside that leave out DuckDB's infinity
+// values and meet the driver, which refuses any time in 1677. The wire cannot carry a
+// time outside that span either (Arrow timestamp[ns]).
+var (
+	minTime = time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // validate refuses, before anything is written, entries that no backend can hold.
 func validate(hostID string, entries []batch.Entry) error {
 	if hostID == "" {
@@ -91,6 +103,10 @@ func validate(hostID string, entries []batch.Entry) error {
 		e := &entries[i]
 		if e.Seq == 0 || e.Seq > math.MaxInt64 {
 			return fmt.Errorf("%w: seq %d is outside 1..%d", storage.ErrInvalidEntry, e.Seq, int64(math.MaxInt64))
+		}
+		if e.Time.Before(minTime) || !e.Time.Before(maxTime) {
+			return fmt.Errorf("%w: seq %d: time %s is outside the years %d to %d", storage.ErrInvalidEntry,
+				e.Seq, e.Time.UTC().Format(time.RFC3339Nano), minTime.Year(), maxTime.Year()-1)
 		}
 		for _, f := range [...]struct{ name, v string }{
 			{"kind", e.Kind}, {"tripwire_type", e.Type}, {"rule_name", e.Rule}, {"severity", e.Severity},
@@ -143,7 +159,8 @@ func stagedTypes() ([]duckdb.TypeInfo, error) {
 		case "seq":
 			t = duckdb.TYPE_UBIGINT
 		case "ts":
-			t = duckdb.TYPE_TIMESTAMP_TZ
+			// As the column: the appender writes time.Time's nanoseconds as they are.
+			t = duckdb.TYPE_TIMESTAMP_NS
 		}
 		ti, err := duckdb.NewTypeInfo(t)
 		if err != nil {

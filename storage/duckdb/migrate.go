@@ -141,3 +141,20 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration) (err error) {
 	}
 	return nil
 }
+
+// checkSchema refuses a file whose 0001_init predates the edit, made before the first
+// release, that stores event times to the nanosecond: on such a file the store would
+// silently round times and filters to the microsecond.
+func checkSchema(ctx context.Context, db *sql.DB) error {
+	var typ string
+	err := db.QueryRowContext(ctx, `SELECT data_type FROM duckdb_columns()
+		WHERE database_name = current_database() AND schema_name = 'main'
+			AND table_name = 'entries' AND column_name = 'ts'`).Scan(&typ)
+	if err != nil {
+		return fmt.Errorf("reading the type of entries.ts: %w", err)
+	}
+	if typ != "TIMESTAMP_NS" {
+		return fmt.Errorf("entries.ts is %s, not TIMESTAMP_NS: the file was created by a pre-release build; move it aside and let the collector create a new one", typ)
+	}
+	return nil
+}

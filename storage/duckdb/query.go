@@ -219,26 +219,27 @@ func (w *where) host(host string) {
 	}
 }
 
-// timeRange keeps event times in [from, to).
+// timeRange keeps event times in [from, to), to the nanosecond: ts is TIMESTAMP_NS and a
+// time.Time bound to a TIMESTAMP_NS parameter keeps its nanoseconds. A bound outside
+// [minTime, maxTime), which no stored time is, is not sent (the driver would refuse it):
+// it either drops its clause or matches nothing.
 func (w *where) timeRange(from, to time.Time) {
-	if !from.IsZero() {
-		w.add("e.ts >= ?", ceilMicro(from))
+	switch {
+	case from.IsZero() || !from.After(minTime):
+		// Every stored time is at or after minTime.
+	case !from.Before(maxTime):
+		w.add("false")
+	default:
+		w.add("e.ts >= ?", from.UTC())
 	}
-	if !to.IsZero() {
-		w.add("e.ts < ?", ceilMicro(to))
+	switch {
+	case to.IsZero() || !to.Before(maxTime):
+		// Every stored time is before maxTime.
+	case !to.After(minTime):
+		w.add("false")
+	default:
+		w.add("e.ts < ?", to.UTC())
 	}
-}
-
-// ceilMicro rounds t up to a whole microsecond, in UTC. Stored times are whole
-// microseconds and DuckDB truncates a bound parameter's nanoseconds, so without this a
-// bound of 10.0000005 s would match a time of 10.000000 s; rounded up, ts >= from and
-// ts < to keep their meaning.
-func ceilMicro(t time.Time) time.Time {
-	t = t.UTC()
-	if r := t.Truncate(time.Microsecond); !r.Equal(t) {
-		return r.Add(time.Microsecond)
-	}
-	return t
 }
 
 func (w *where) sql() string {

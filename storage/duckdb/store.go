@@ -1,8 +1,10 @@
 // Package duckdb is the embedded default store: hosts, chain entries and the alerts they
 // record, kept in one DuckDB file that the collector links in (cgo), so that a collector
 // needs no database server. The same file can be opened afterwards with the duckdb CLI
-// for forensics: the schema (sql/duckdb) is plain tables and an alerts view, times are
-// TIMESTAMPTZ, and every entry keeps the exact payload text its hash covers, so that
+// for forensics: the schema (sql/duckdb) is plain tables and an alerts view, event times
+// are UTC TIMESTAMP_NS, to the nanosecond as the chain payload has them, the collector's
+// own times are TIMESTAMPTZ, and every entry keeps the exact payload text its hash
+// covers, so that
 //
 //	SELECT seq FROM entries WHERE hash <> sha256(prev_hash || payload)
 //
@@ -75,6 +77,9 @@ func Open(path string, logger *slog.Logger) (*Store, error) {
 	db := sql.OpenDB(connector) // db.Close closes the connector.
 	s := &Store{db: db, logger: logger, writer: make(chan struct{}, 1)}
 	if err := migrate(context.Background(), db, logger); err != nil {
+		return nil, errors.Join(fmt.Errorf("opening duckdb store %q: %w", path, err), db.Close())
+	}
+	if err := checkSchema(context.Background(), db); err != nil {
 		return nil, errors.Join(fmt.Errorf("opening duckdb store %q: %w", path, err), db.Close())
 	}
 	logger.Debug("duckdb store open", "path", path)

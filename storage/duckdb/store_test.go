@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -221,6 +222,67 @@ func TestChainVerifiesInSQL(t *testing.T) {
 	}
 }
 
+// TestEventTimeInSQL checks what an analyst sees of event times: TIMESTAMP_NS in UTC,
+// to the nanosecond, in the table and the alerts view, and the conversion the schema
+// recommends for comparing with TIMESTAMPTZ values, whatever the session's zone.
+func TestEventTimeInSQL(t *testing.T) {
+	s := openFile(t, "")
+	defer s.Close()
+	ts := time.Date(2026, 3, 14, 15, 56, 53, 123456789, time.FixedZone("UTC+05:30", 5*3600+1800))
+	e := storetest.NewChain().Event(ts, chain.Event{Type: chain.TypeFile, Rule: "passwd", Severity: chain.SeverityCritical})
+	if err := s.AppendEntries(t.Context(), "h", []batch.Entry{e}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// As in a duckdb CLI on a machine that is not in UTC.
+	if _, err := conn.ExecContext(t.Context(), "SET TimeZone = 'America/New_York'"); err != nil {
+		t.Fatal(err)
+	}
+	var typ, text string
+	var ns int64
+	var match bool
+	err = conn.QueryRowContext(t.Context(), `SELECT typeof(a.ts), a.ts::VARCHAR, epoch_ns(a.ts),
+			timezone('UTC', a.ts) = TIMESTAMPTZ '2026-03-14 10:26:53.123456+00'
+		FROM alerts AS a JOIN entries AS e USING (host_id, seq)
+		WHERE e.ts >= '2026-03-14 10:26:53.123456789' AND e.ts < '2026-03-14 10:26:53.12345679'`).Scan(&typ, &text, &ns, &match)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ != "TIMESTAMP_NS" || text != "2026-03-14 10:26:53.123456789" || ns != ts.UnixNano() || !match {
+		t.Errorf("ts in SQL: %s %q epoch_ns %d, timezone('UTC', ts) matches: %v; want TIMESTAMP_NS %q %d true",
+			typ, text, ns, match, "2026-03-14 10:26:53.123456789", ts.UnixNano())
+	}
+}
+
+// TestOpenRefusesMicrosecondFile checks that a file made by a build whose 0001_init kept
+// event times as TIMESTAMPTZ is refused rather than used with times rounded.
+func TestOpenRefusesMicrosecondFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.duckdb")
+	db, err := sql.Open("duckdb", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.ExecContext(t.Context(), `
+		CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL);
+		INSERT INTO schema_migrations VALUES (1, '0001_init.sql', now());
+		CREATE TABLE entries (host_id VARCHAR, seq UBIGINT, ts TIMESTAMPTZ NOT NULL);`)
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, nil)
+	if err == nil {
+		s.Close()
+		t.Fatal("a file with entries.ts TIMESTAMPTZ was opened")
+	}
+	if !strings.Contains(err.Error(), "TIMESTAMP_NS") {
+		t.Errorf("Open: %v; want an error naming TIMESTAMP_NS", err)
+	}
+}
+
 func TestDuplicateSeqInOneCall(t *testing.T) {
 	s := openFile(t, "")
 	defer s.Close()
@@ -260,17 +322,18 @@ func TestOpenRefusesQueryInPath(t *testing.T) {
 
 // BenchmarkAppendEntries measures the ingest ceiling of one store: consecutive batches
 // of 500 realistic entries of one host, each call one committed transaction on a file.
+// Times have nanoseconds, as an agent's clock gives them.
 func BenchmarkAppendEntries(b *testing.B) {
 	const per = 500
 	s := openFile(b, filepath.Join(b.TempDir(), "bench.duckdb"))
 	defer s.Close()
 	c := storetest.NewChain()
-	base := time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC)
+	base := time.Date(2026, 3, 14, 0, 0, 0, 123456789, time.UTC)
 	uid := int64(1000)
 	next := func() []batch.Entry {
 		es := make([]batch.Entry, per)
 		for i := range es {
-			es[i] = c.Event(base.Add(time.Duration(i)*time.Microsecond), chain.Event{
+			es[i] = c.Event(base.Add(time.Duration(i)*1733*time.Nanosecond), chain.Event{
 				Type: chain.TypeFile, Rule: "passwd-read", Severity: chain.SeverityCritical, Source: "fanotify",
 				Path: "/etc/passwd", Op: "read", Count: 1, PID: 4242, PPID: 1, UID: &uid, User: "deploy",
 				Exe: "/usr/bin/cat", Cmdline: "cat /etc/passwd",

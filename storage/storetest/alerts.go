@@ -36,7 +36,8 @@ func alertsOf(t *testing.T, s storage.Store, f storage.AlertFilter) []storage.Al
 
 // alertFixture stores two hosts' chains mixing events and other entries, and returns
 // the alerts they record, newest first. No two alerts share (time, seq), so the order is
-// fully defined.
+// fully defined. db's first alert is one nanosecond newer than web's first, which has
+// the higher seq: only a backend that orders by the whole nanosecond puts db's first.
 func alertFixture(t *testing.T, s storage.Store) (web, db storage.Host, want []expected) {
 	t.Helper()
 	web, db = hostWeb(), hostDB()
@@ -59,6 +60,7 @@ func alertFixture(t *testing.T, s storage.Store) (web, db storage.Host, want []e
 	)
 	d := NewChain()
 	mustAppend(t, s, db.HostID,
+		add(db, d, at(time.Second+1), fileEvent("shadow-read", chain.SeverityCritical, "/etc/shadow", 5000)),
 		add(db, d, at(1500*time.Millisecond), fileEvent("aws-credentials", chain.SeverityWarn, "/root/.aws/credentials", 5001)),
 		add(db, d, at(2500*time.Millisecond), procEvent("netcat", chain.SeverityInfo, 5002)),
 		d.Anchor(at(2600*time.Millisecond), chain.Anchor{PrevSegment: "00000001.seg", PrevSeq: 2, PrevHash: strings.Repeat("b", 64)}),
@@ -120,17 +122,24 @@ func testAlertFilters(t *testing.T, s storage.Store) {
 		{"type", storage.AlertFilter{Type: chain.TypeFile}, func(x expected) bool { return x.event.Type == chain.TypeFile }},
 		{"severity", storage.AlertFilter{Severity: chain.SeverityCritical}, func(x expected) bool { return x.event.Severity == chain.SeverityCritical }},
 		{"from inclusive, to exclusive", storage.AlertFilter{From: at(2 * time.Second), To: at(3 * time.Second)},
-			func(x expected) bool {
-				return !x.entry.Time.Before(at(2*time.Second)) && x.entry.Time.Before(at(3*time.Second))
-			}},
-		{"from only, in UTC", storage.AlertFilter{From: at(3 * time.Second).UTC()},
-			func(x expected) bool { return !x.entry.Time.Before(at(3 * time.Second)) }},
+			within(at(2*time.Second), at(3*time.Second))},
+		{"from only, in UTC", storage.AlertFilter{From: at(3 * time.Second).UTC()}, within(at(3*time.Second), time.Time{})},
 		{"to only, in another zone", storage.AlertFilter{To: at(1500 * time.Millisecond).In(west)},
-			func(x expected) bool { return x.entry.Time.Before(at(1500 * time.Millisecond)) }},
-		{"bounds between microseconds", storage.AlertFilter{From: at(time.Second + 1), To: at(3*time.Second + 1)},
-			func(x expected) bool {
-				return x.entry.Time.After(at(time.Second)) && !x.entry.Time.After(at(3*time.Second))
-			}},
+			within(time.Time{}, at(1500*time.Millisecond))},
+		// Stored times are 789 ns past their microsecond: a backend that rounds bounds or
+		// times to the microsecond, up or down, fails at least one of the next three.
+		{"bounds a nanosecond past", storage.AlertFilter{From: at(time.Second + 1), To: at(3*time.Second + 1)},
+			within(at(time.Second+1), at(3*time.Second+1))},
+		{"bounds within the microsecond below", storage.AlertFilter{From: at(time.Second - 100), To: at(3*time.Second - 100)},
+			within(at(time.Second-100), at(3*time.Second-100))},
+		{"one nanosecond", storage.AlertFilter{From: at(time.Second), To: at(time.Second + 1)},
+			within(at(time.Second), at(time.Second+1))},
+		{"bounds beyond the stored years", storage.AlertFilter{From: time.Date(1200, 1, 1, 0, 0, 0, 0, time.UTC), To: time.Date(3000, 1, 1, 0, 0, 0, 0, west)},
+			func(expected) bool { return true }},
+		{"from beyond the stored years", storage.AlertFilter{From: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)},
+			func(expected) bool { return false }},
+		{"to before the stored years", storage.AlertFilter{To: time.Date(1200, 1, 1, 0, 0, 0, 0, time.UTC)},
+			func(expected) bool { return false }},
 		{"host, type and severity", storage.AlertFilter{Host: web.Hostname, Type: chain.TypeFile, Severity: chain.SeverityCritical},
 			func(x expected) bool {
 				return x.host.HostID == web.HostID && x.event.Type == chain.TypeFile && x.event.Severity == chain.SeverityCritical
@@ -147,6 +156,14 @@ func testAlertFilters(t *testing.T, s storage.Store) {
 			}
 			wantAlerts(t, alertsOf(t, s, tc.f), want)
 		})
+	}
+}
+
+// within keeps alerts whose event time is in [from, to), a zero bound not bounding.
+func within(from, to time.Time) func(x expected) bool {
+	return func(x expected) bool {
+		ts := x.entry.Time
+		return (from.IsZero() || !ts.Before(from)) && (to.IsZero() || ts.Before(to))
 	}
 }
 

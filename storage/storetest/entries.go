@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -170,6 +171,9 @@ func testInvalid(t *testing.T, s storage.Store) {
 		{"payload not UTF-8", func(e *batch.Entry) { e.Payload = append(e.Payload[:len(e.Payload)-2:len(e.Payload)-2], 0xff, '}') }},
 		{"payload with NUL", func(e *batch.Entry) { e.Payload = append(e.Payload[:len(e.Payload)-2:len(e.Payload)-2], 0, '}') }},
 		{"rule not UTF-8", func(e *batch.Entry) { e.Rule = "r\xc3" }},
+		{"time before 1678", func(e *batch.Entry) { e.Time = earliest.Add(-1) }},
+		{"time after 2261", func(e *batch.Entry) { e.Time = latest.Add(1) }},
+		{"zero time", func(e *batch.Entry) { e.Time = time.Time{} }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,6 +239,64 @@ func testExactPayload(t *testing.T, s storage.Store) {
 	}
 }
 
+// testNanosecondTimes checks that event times come back to the nanosecond, before the
+// epoch and at the ends of the accepted years too, that they order alerts and bound
+// filters to the nanosecond, and that a stored alert carries the time of the live alert
+// built from the same entry.
+func testNanosecondTimes(t *testing.T, s storage.Store) {
+	h := hostWeb()
+	mustRegister(t, s, h)
+	times := []time.Time{
+		at(0), // 789 ns past a microsecond
+		at(1), // one nanosecond later, in the same microsecond
+		time.Date(2026, 3, 14, 10, 26, 54, 1, time.UTC),                   // one nanosecond past a second
+		time.Date(2026, 3, 14, 10, 26, 55, 0, time.UTC),                   // no fraction at all
+		time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC).In(zone), // before the epoch
+		earliest,
+		latest,
+	}
+	c := NewChain()
+	var es []batch.Entry
+	for i, ts := range times {
+		es = append(es, c.Event(ts, fileEvent("passwd-read", chain.SeverityCritical, "/etc/passwd", int32(100+i))))
+	}
+	// The chain is stored out of time order, as a clock stepped back would write it.
+	mustAppend(t, s, h.HostID, es...)
+	wantAudit(t, audit(t, s, storage.AuditFilter{}), h, es)
+
+	newest := slices.Clone(es)
+	slices.SortFunc(newest, func(a, b batch.Entry) int { return b.Time.Compare(a.Time) })
+	alerts := alertsOf(t, s, storage.AlertFilter{})
+	if g, w := seqs(alerts, func(a storage.Alert) uint64 { return a.Seq }), seqs(newest, func(e batch.Entry) uint64 { return e.Seq }); !slices.Equal(g, w) {
+		t.Fatalf("alerts in seqs %v, want newest first to the nanosecond: %v", g, w)
+	}
+	for i, e := range newest {
+		a := alerts[i]
+		wantTime(t, fmt.Sprintf("alert seq %d timestamp", e.Seq), a.Timestamp, e.Time)
+		live, _, err := storage.AlertFromEntry(h.Hostname, h.HostID, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What a follower compares: the timestamps as the API and the stream write them.
+		got, _ := json.Marshal(a.Timestamp)
+		want, _ := json.Marshal(live.Timestamp)
+		if a.AlertID != live.AlertID || string(got) != string(want) {
+			t.Errorf("stored alert seq %d = %s at %s, live alert = %s at %s", e.Seq, a.AlertID, got, live.AlertID, want)
+		}
+	}
+
+	// A one-nanosecond window holds exactly the entry at its start, even with another
+	// entry a nanosecond later in the same microsecond.
+	for i, ts := range times {
+		f := storage.AlertFilter{From: ts, To: ts.Add(1)}
+		if got := alertsOf(t, s, f); len(got) != 1 || got[0].Seq != es[i].Seq {
+			t.Errorf("Alerts in [%s, +1ns) returned seqs %v, want [%d]", ts.Format(time.RFC3339Nano),
+				seqs(got, func(a storage.Alert) uint64 { return a.Seq }), es[i].Seq)
+		}
+		wantAudit(t, audit(t, s, storage.AuditFilter{From: ts, To: ts.Add(1)}), h, es[i:i+1])
+	}
+}
+
 func testConcurrent(t *testing.T, s storage.Store) {
 	const writers, batches, per = 4, 8, 25
 	var wg sync.WaitGroup
@@ -250,7 +312,7 @@ func testConcurrent(t *testing.T, s storage.Store) {
 					errs <- fmt.Errorf("appending batch %d of %s: %w", b, h.HostID, err)
 					return
 				}
-				if err := s.TouchHost(t.Context(), h.HostID, at(time.Duration(b)*time.Second)); err != nil {
+				if err := s.TouchHost(t.Context(), h.HostID, seen(time.Duration(b)*time.Second)); err != nil {
 					errs <- fmt.Errorf("touching %s: %w", h.HostID, err)
 				}
 			}
@@ -331,8 +393,12 @@ func testAuditFilters(t *testing.T, s storage.Store) {
 
 	wantAudit(t, audit(t, s, storage.AuditFilter{Host: web.Hostname}), web, webEs)
 	wantAudit(t, audit(t, s, storage.AuditFilter{Host: db.HostID}), db, dbEs)
-	// Entries are a millisecond apart: [2 ms, 5 ms) holds seqs 3..5 of each host.
+	// Entries are a millisecond apart: [2 ms, 5 ms) holds seqs 3..5 of each host, and the
+	// bounds are exact to the nanosecond, also within the microsecond of a stored time.
 	wantAudit(t, audit(t, s, storage.AuditFilter{Host: web.HostID, From: at(2 * time.Millisecond), To: at(5 * time.Millisecond)}), web, webEs[2:5])
+	wantAudit(t, audit(t, s, storage.AuditFilter{Host: web.HostID, From: at(2*time.Millisecond + 1), To: at(5*time.Millisecond + 1)}), web, webEs[3:6])
+	wantAudit(t, audit(t, s, storage.AuditFilter{Host: web.HostID, From: at(2*time.Millisecond - 100), To: at(5*time.Millisecond - 100)}), web, webEs[2:5])
+	wantAudit(t, audit(t, s, storage.AuditFilter{Host: web.HostID, From: at(2 * time.Millisecond), To: at(2*time.Millisecond + 1)}), web, webEs[2:3])
 	wantAudit(t, audit(t, s, storage.AuditFilter{Host: "nobody"}), web, nil)
 
 	var paged []storage.AuditEntry

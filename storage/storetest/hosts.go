@@ -13,7 +13,7 @@ func hostWeb() storage.Host {
 		HostID: "8d1e0c7a-web-1", Hostname: "web-1", OS: "linux", Arch: "amd64",
 		Kernel: "6.18.0-1-amd64", AgentVersion: "0.3.0", ProtocolVersion: 1,
 		Watchers:  `[{"kind":"file","mode":"fanotify","ok":true},{"kind":"network","mode":"netlink","ok":true}]`,
-		FirstSeen: at(-time.Hour), LastSeen: at(-time.Hour),
+		FirstSeen: seen(-time.Hour), LastSeen: seen(-time.Hour),
 	}
 }
 
@@ -22,7 +22,7 @@ func hostDB() storage.Host {
 		HostID: "2f6b9e41-db-1", Hostname: "db-1", OS: "linux", Arch: "arm64",
 		Kernel: "6.1.0-31-arm64", AgentVersion: "0.2.9", ProtocolVersion: 1,
 		Watchers:  `[{"kind":"file","mode":"fsnotify","ok":true,"missing":["pid"]}]`,
-		FirstSeen: at(-2 * time.Hour), LastSeen: at(-30 * time.Minute),
+		FirstSeen: seen(-2 * time.Hour), LastSeen: seen(-30 * time.Minute),
 	}
 }
 
@@ -67,7 +67,7 @@ func testReregister(t *testing.T, s storage.Store) {
 	again := hostWeb()
 	again.AgentVersion, again.Kernel, again.ProtocolVersion = "0.4.0", "6.18.1-1-amd64", 2
 	again.Watchers = `[]`
-	again.FirstSeen, again.LastSeen = at(time.Hour), at(time.Hour)
+	again.FirstSeen, again.LastSeen = seen(time.Hour), seen(time.Hour)
 	mustRegister(t, s, again)
 	hs := hosts(t, s)
 	if len(hs) != 1 {
@@ -81,21 +81,21 @@ func testReregister(t *testing.T, s storage.Store) {
 func testTouch(t *testing.T, s storage.Store) {
 	h := hostWeb()
 	mustRegister(t, s, h)
-	if err := s.TouchHost(t.Context(), h.HostID, at(time.Minute)); err != nil {
+	if err := s.TouchHost(t.Context(), h.HostID, seen(time.Minute)); err != nil {
 		t.Fatalf("TouchHost: %v", err)
 	}
 	// An older time (a late heartbeat) does not move last_seen back.
-	if err := s.TouchHost(t.Context(), h.HostID, at(-time.Minute)); err != nil {
+	if err := s.TouchHost(t.Context(), h.HostID, seen(-time.Minute)); err != nil {
 		t.Fatalf("TouchHost: %v", err)
 	}
 	hs := hosts(t, s)
 	if len(hs) != 1 {
 		t.Fatalf("Hosts returned %d hosts, want 1", len(hs))
 	}
-	wantTime(t, "last_seen", hs[0].LastSeen, at(time.Minute))
+	wantTime(t, "last_seen", hs[0].LastSeen, seen(time.Minute))
 	wantTime(t, "first_seen", hs[0].FirstSeen, h.FirstSeen)
 
-	err := s.TouchHost(t.Context(), "no-such-host", at(0))
+	err := s.TouchHost(t.Context(), "no-such-host", seen(0))
 	if !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("TouchHost of an unknown host: got %v, want an error wrapping storage.ErrNotFound", err)
 	}

@@ -4,9 +4,23 @@
 // store; each subtest gets its own.
 //
 // Entries are built as an agent builds them (chain.Payload encoded with encoding/json,
-// linked with chain.Hash), times are whole microseconds given in a zone other than UTC,
-// and results must come back equal and in UTC. A backend must therefore keep times to
-// the microsecond at least.
+// linked with chain.Hash), times are given in a zone other than UTC, and results must
+// come back equal and in UTC.
+//
+// Event times (of entries, audit entries and alerts) carry nanoseconds, and must come
+// back equal to the nanosecond: the chain payload, the hashed and authoritative record,
+// has them to the nanosecond, the API promises RFC 3339 with nanoseconds, and followers
+// match the alerts Alerts returns with those of the live stream (storage.AlertFromEntry)
+// by time. Time filters are exact to the nanosecond too (From inclusive, To exclusive),
+// also for a bound a nanosecond from a stored time. A backend must therefore keep
+// event times as nanoseconds: the DuckDB store as TIMESTAMP_NS; a ClickHouse 18.16
+// backend, which has no DateTime64 (its DateTime is whole seconds), as Int64 nanoseconds
+// since the epoch. A signed 64-bit count of nanoseconds spans 1677-09-21 to 2262-04-11,
+// so the suite requires event times in the years 1678 to 2261 to be stored, and times
+// outside them to be refused with storage.ErrInvalidEntry; filter bounds outside those
+// years must still work, so a backend must not convert them to nanoseconds unchecked
+// (time.Time.UnixNano overflows there). Host times (first_seen, last_seen) come from the
+// collector's clock and need only be kept to the microsecond.
 package storetest
 
 import (
@@ -36,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Entries/HeldEntryIsKept", testHeldEntryKept},
 		{"Entries/Invalid", testInvalid},
 		{"Entries/ExactPayload", testExactPayload},
+		{"Entries/NanosecondTimes", testNanosecondTimes},
 		{"Entries/Concurrent", testConcurrent},
 		{"Head/Contiguous", testHeadContiguous},
 		{"Head/AnyOrder", testHeadAnyOrder},
@@ -119,11 +134,21 @@ func (c *Chain) link(e batch.Entry) batch.Entry {
 // returns local times fails.
 var zone = time.FixedZone("UTC+05:30", 5*3600+1800)
 
-// t0 is the base of the suite's times: whole microseconds.
-var t0 = time.Date(2026, 3, 14, 15, 56, 53, 589793000, zone)
+// t0 is the base of the suite's event times: 123456789 ns past a second, so that every
+// event time has nanoseconds below its microsecond (789).
+var t0 = time.Date(2026, 3, 14, 15, 56, 53, 123456789, zone)
 
-// at returns t0 plus d.
+// at returns t0 plus d: an event time.
 func at(d time.Duration) time.Time { return t0.Add(d) }
+
+// seen returns a host time: t0's whole microseconds plus d.
+func seen(d time.Duration) time.Time { return t0.Truncate(time.Microsecond).Add(d) }
+
+// Bounds of the event times a backend must accept: the years 1678 to 2261.
+var (
+	earliest = time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC).In(zone)
+	latest   = time.Date(2261, 12, 31, 23, 59, 59, 999999999, time.UTC).In(zone)
+)
 
 func mustAppend(t *testing.T, s storage.Store, hostID string, entries ...batch.Entry) {
 	t.Helper()
