@@ -8,6 +8,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tripwire-project/tripwire/internal/yamlconf"
 )
@@ -34,10 +37,32 @@ type PKI struct {
 }
 
 // Storage picks the backend. With nothing else configured the collector keeps
-// everything in one embedded DuckDB file.
+// everything in one embedded DuckDB file (DuckDB); with both ClickHouse and Postgres set
+// it keeps the history in ClickHouse and the index in PostgreSQL (storage/fleet). The
+// two go together: setting one alone is an error.
 type Storage struct {
-	DuckDB string `yaml:"duckdb"`
+	DuckDB     string      `yaml:"duckdb"`
+	ClickHouse *ClickHouse `yaml:"clickhouse"`
+	Postgres   *Postgres   `yaml:"postgres"`
 }
+
+// ClickHouse names the ClickHouse server that keeps the entries' history.
+type ClickHouse struct {
+	// Addr is the host:port of the native protocol (usually port 9000).
+	Addr string `yaml:"addr"`
+	// Database is created on first start if it does not exist.
+	Database string `yaml:"database"`
+}
+
+// Postgres names the PostgreSQL database that is the source of truth.
+type Postgres struct {
+	// DSN is a libpq connection string or URL naming an existing database.
+	DSN string `yaml:"dsn"`
+}
+
+// Fleet reports whether the ClickHouse and PostgreSQL store is configured (rather than
+// the embedded DuckDB file).
+func (s Storage) Fleet() bool { return s.ClickHouse != nil && s.Postgres != nil }
 
 // API configures the REST API.
 type API struct {
@@ -71,7 +96,8 @@ func Load(path string) (*Config, error) {
 	if cfg.Listen.HTTP == "" {
 		cfg.Listen.HTTP = DefaultHTTP
 	}
-	if cfg.Storage.DuckDB == "" {
+	duckdbSet := cfg.Storage.DuckDB != ""
+	if cfg.Storage.DuckDB == "" && cfg.Storage.ClickHouse == nil && cfg.Storage.Postgres == nil {
 		cfg.Storage.DuckDB = DefaultDuckDB
 	}
 	base := filepath.Dir(path)
@@ -82,10 +108,46 @@ func Load(path string) (*Config, error) {
 	}
 	v := yamlconf.NewValidator(path, root)
 	cfg.validate(v)
+	cfg.Storage.validate(v, duckdbSet)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// clickhouseDatabase is what the store accepts as a ClickHouse database name.
+var clickhouseDatabase = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validate checks the choice of backend and the production store's keys.
+func (s Storage) validate(v *yamlconf.Validator, duckdbSet bool) {
+	switch {
+	case s.ClickHouse != nil && s.Postgres == nil:
+		v.Add("storage.postgres is missing: ClickHouse keeps the history and PostgreSQL the index, so they are configured together", "storage", "clickhouse")
+	case s.Postgres != nil && s.ClickHouse == nil:
+		v.Add("storage.clickhouse is missing: ClickHouse keeps the history and PostgreSQL the index, so they are configured together", "storage", "postgres")
+	case s.Fleet() && duckdbSet:
+		v.Add("cannot be set with storage.clickhouse and storage.postgres: the collector uses one store", "storage", "duckdb")
+	}
+	if c := s.ClickHouse; c != nil {
+		if c.Addr == "" {
+			v.Add("required: host:port of ClickHouse's native protocol, e.g. 127.0.0.1:9000", "storage", "clickhouse", "addr")
+		} else if err := yamlconf.HostPort(c.Addr); err != nil {
+			v.Add(err.Error(), "storage", "clickhouse", "addr")
+		}
+		if c.Database == "" {
+			v.Add("required, e.g. tripwire", "storage", "clickhouse", "database")
+		} else if !clickhouseDatabase.MatchString(c.Database) {
+			v.Add(fmt.Sprintf("%q is not a database name: letters, digits and _, not starting with a digit", c.Database), "storage", "clickhouse", "database")
+		}
+	}
+	if p := s.Postgres; p != nil {
+		if p.DSN == "" {
+			v.Add(`required, e.g. "postgres://tripwire@127.0.0.1:5432/tripwire"`, "storage", "postgres", "dsn")
+		} else if _, err := pgconn.ParseConfig(p.DSN); err != nil {
+			// pgconn redacts any password of the DSN in its message.
+			v.Add(err.Error(), "storage", "postgres", "dsn")
+		}
+	}
 }
 
 func isLoopback(host string) bool {

@@ -22,6 +22,22 @@ func TestLoadGood(t *testing.T) {
 	}
 }
 
+func TestLoadFleet(t *testing.T) {
+	cfg, err := Load("testdata/fleet.yml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	s := cfg.Storage
+	if !s.Fleet() || s.DuckDB != "" || s.ClickHouse.Addr != "127.0.0.1:9000" || s.ClickHouse.Database != "tripwire" ||
+		s.Postgres.DSN != "postgres://tripwire@127.0.0.1:5432/tripwire" {
+		t.Errorf("storage = %+v (clickhouse %+v, postgres %+v), want the production store and no DuckDB file", s, s.ClickHouse, s.Postgres)
+	}
+	good, err := Load("testdata/good.yml")
+	if err != nil || good.Storage.Fleet() {
+		t.Errorf("good.yml: Fleet() = true or %v, want the embedded store", err)
+	}
+}
+
 func TestLoadBad(t *testing.T) {
 	want := map[string][]string{
 		"unknown-key.bad.yml": {"unknown-key.bad.yml:5: storage.sqlite: unknown key"},
@@ -31,7 +47,23 @@ func TestLoadBad(t *testing.T) {
 			`several.bad.yml:2: pki.dir: cannot read`,
 			`several.bad.yml:5: api.tokens[0]: a token needs at least 8 characters`,
 		},
+		"storage-half.bad.yml": {
+			"storage-half.bad.yml:4: storage.clickhouse: storage.postgres is missing",
+			`storage-half.bad.yml:5: storage.clickhouse.addr: "clickhouse-9000" is not host:port`,
+			`storage-half.bad.yml:6: storage.clickhouse.database: "1tripwire" is not a database name`,
+		},
+		"storage-postgres-only.bad.yml": {
+			"storage-postgres-only.bad.yml:4: storage.postgres: storage.clickhouse is missing",
+			"storage-postgres-only.bad.yml:4: storage.postgres.dsn: cannot parse `postgres://tripwire:xxxxx@127.0.0.1:notaport/tripwire`: invalid port",
+		},
+		"storage-mixed.bad.yml": {
+			"storage-mixed.bad.yml:4: storage.duckdb: cannot be set with storage.clickhouse and storage.postgres",
+			"storage-mixed.bad.yml:5: storage.clickhouse.database: required",
+			"storage-mixed.bad.yml:6: storage.postgres.dsn: required",
+		},
 	}
+	// What must never appear in a message.
+	secret := "s3cret"
 	files, _ := filepath.Glob("testdata/*.bad.yml")
 	if len(files) != len(want) {
 		t.Fatalf("fixtures %v: every fixture needs expectations", files)
@@ -48,6 +80,9 @@ func TestLoadBad(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error does not contain %q:\n%s", w, err)
 				}
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error shows the DSN's password:\n%s", err)
 			}
 		})
 	}

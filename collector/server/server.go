@@ -1,4 +1,5 @@
-// Package server composes the collector: the store named by the config, the gRPC ingest
+// Package server composes the collector: the store named by the config (the embedded
+// DuckDB file, or ClickHouse with PostgreSQL), the gRPC ingest
 // service behind mutual TLS, the REST API and the live broker, run together under one
 // context. The tripwire-collector binary and the end-to-end tests both start it here.
 package server
@@ -26,6 +27,7 @@ import (
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 	"github.com/tripwire-project/tripwire/storage"
 	"github.com/tripwire-project/tripwire/storage/duckdb"
+	"github.com/tripwire-project/tripwire/storage/fleet"
 )
 
 // Server is a running collector's parts.
@@ -48,9 +50,11 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading collector TLS from %s: %w", cfg.PKI.Dir, err)
 	}
-	store, err := duckdb.Open(cfg.Storage.DuckDB, logger)
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	store, err := OpenStore(ctx, cfg.Storage, logger)
 	if err != nil {
-		return nil, fmt.Errorf("opening embedded store %s: %w", cfg.Storage.DuckDB, err)
+		return nil, err
 	}
 	s := &Server{cfg: cfg, logger: logger, store: store, tls: tlsSrc}
 	if s.grpcL, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
@@ -63,6 +67,39 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("listening for the API on %s: %w", cfg.Listen.HTTP, err)
 	}
 	return s, nil
+}
+
+// openTimeout bounds connecting to the store's servers and migrating their schemas at
+// start.
+const openTimeout = 2 * time.Minute
+
+// OpenStore opens the store cfg names, bringing its schema up to date: the embedded
+// DuckDB file, or ClickHouse with PostgreSQL (storage/fleet) when both are configured.
+func OpenStore(ctx context.Context, cfg config.Storage, logger *slog.Logger) (storage.Store, error) {
+	if cfg.Fleet() {
+		store, err := fleet.Open(ctx, fleet.Options{
+			ClickHouseAddr: cfg.ClickHouse.Addr, ClickHouseDatabase: cfg.ClickHouse.Database,
+			PostgresDSN: cfg.Postgres.DSN, Logger: logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening the ClickHouse (%s/%s) and PostgreSQL store: %w", cfg.ClickHouse.Addr, cfg.ClickHouse.Database, err)
+		}
+		return store, nil
+	}
+	store, err := duckdb.Open(cfg.DuckDB, logger)
+	if err != nil {
+		return nil, fmt.Errorf("opening embedded store %s: %w", cfg.DuckDB, err)
+	}
+	return store, nil
+}
+
+// storeName says which store a config names, for logs; it leaves out the PostgreSQL
+// DSN, which may hold a password.
+func storeName(cfg config.Storage) string {
+	if cfg.Fleet() {
+		return "clickhouse:" + cfg.ClickHouse.Addr + "/" + cfg.ClickHouse.Database + "+postgresql"
+	}
+	return "duckdb:" + cfg.DuckDB
 }
 
 // GRPCAddr is the address agents connect to.
@@ -96,7 +133,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	hs.BaseContext = func(net.Listener) context.Context { return gctx }
-	s.logger.Info("collector serving", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "store", "duckdb:"+s.cfg.Storage.DuckDB, "version", version.Version)
+	s.logger.Info("collector serving", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "store", storeName(s.cfg.Storage), "version", version.Version)
 
 	g.Go(func() error {
 		if err := gs.Serve(s.grpcL); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

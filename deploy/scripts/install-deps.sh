@@ -7,6 +7,9 @@ command -v gcc >/dev/null || need+=(gcc)          # cgo: the collector links Duc
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v protoc >/dev/null || need+=(protobuf-compiler) # make check-generated
 command -v git >/dev/null || need+=(git)
+# Real servers for the storage tests (internal/testservers runs them from these paths).
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
+[ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
@@ -14,6 +17,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "installing: ${need[*]}"
   apt-get update -qq
+  # policy-rc.d may refuse to start the packaged services: the tests start their own.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v go >/dev/null || { echo "go is not on PATH: install Go 1.26 (https://go.dev/dl)" >&2; exit 1; }

@@ -1,5 +1,5 @@
 // Command tripwire-collector receives agents' audit chains over gRPC with mutual TLS,
-// stores them, and serves the query API. Subcommands: serve, pki, alerts.
+// stores them, and serves the query API. Subcommands: serve, migrate, pki, alerts.
 package main
 
 import (
@@ -22,7 +22,8 @@ import (
 const usage = `usage: tripwire-collector <command> [flags]
 
 commands:
-  serve  --config collector.yaml          run the collector
+  serve  --config collector.yaml          run the collector (migrates the store's schema first)
+  migrate --config collector.yaml         bring the configured store's schema up to date, and exit
   pki init  --dir DIR [--server-name N]   create a CA and the collector's server certificate
   pki issue --dir DIR --host NAME         issue an agent certificate (DIR/NAME/agent.crt, agent.key, ca.crt)
   alerts [--follow] [--url U] [--token T] list alerts, or follow them live as they arrive
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "migrate":
+		return migrate(args[1:], stdout, stderr)
 	case "pki":
 		return pkiCmd(args[1:], stdout)
 	case "alerts":
@@ -100,6 +103,33 @@ func serve(args []string, stderr io.Writer) error {
 		}
 	}()
 	return srv.Run(ctx)
+}
+
+// migrate applies the store's pending schema migrations (serve does too, at start): to
+// migrate before rolling out collectors, or to check that a configured store is
+// reachable.
+func migrate(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	cfgPath := fs.String("config", "collector.yaml", "path to collector.yaml")
+	if err := fs.Parse(args); err != nil {
+		return usageError(err.Error())
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	store, err := server.OpenStore(ctx, cfg.Storage, logger)
+	if err != nil {
+		return err
+	}
+	if err := store.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "store schema is up to date")
+	return nil
 }
 
 func pkiCmd(args []string, stdout io.Writer) error {
