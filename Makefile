@@ -20,7 +20,7 @@ build: ## Build bin/tripwire (static), bin/tripwire-collector, bin/tripwire-fore
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tripwire ./agent/cmd/tripwire
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tripwire-collector ./collector/cmd/tripwire-collector
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tripwire-forensics ./forensics/cmd/tripwire-forensics
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tripwire-forensics ./forensics/cmd/tripwire-forensics
 
 .PHONY: build-all
 build-all: ## Cross-build the agent: linux (static) amd64/arm64, darwin amd64/arm64, windows amd64
@@ -64,6 +64,7 @@ deps: ## Install the system packages the tests need (Debian)
 bench: build ## Print the benchmark figures (see bench/README.md)
 	$(GO) run ./bench/chain
 	$(GO) run ./bench/latency
+	$(GO) run ./bench/forensics
 
 .PHONY: lint
 lint: ## gofmt and go vet

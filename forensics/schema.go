@@ -1,0 +1,163 @@
+package forensics
+
+// FormatVersion is the version of the export format (docs/formats/forensics-export.md),
+// recorded in export_meta.
+const FormatVersion = "1"
+
+// schemaTables creates the tables of an export. entries has no primary key on purpose:
+// a tampered export may repeat a seq, and the views must flag that, not fail the load.
+// IF NOT EXISTS (and OR REPLACE for the views): several exports, one per seized host,
+// load into one database.
+const schemaTables = `CREATE TABLE IF NOT EXISTS export_meta (
+    key   VARCHAR NOT NULL,
+    value VARCHAR
+);
+CREATE TABLE IF NOT EXISTS hosts (
+    host_id   VARCHAR NOT NULL,
+    hostname  VARCHAR NOT NULL,
+    head_seq  UBIGINT,
+    head_hash VARCHAR
+);
+CREATE TABLE IF NOT EXISTS entries (
+    host_id       VARCHAR NOT NULL,
+    pos           UBIGINT NOT NULL,
+    seq           UBIGINT NOT NULL,
+    ts            TIMESTAMP_NS,
+    kind          VARCHAR,
+    tripwire_type VARCHAR,
+    rule_name     VARCHAR,
+    severity      VARCHAR,
+    prev_hash     VARCHAR NOT NULL,
+    hash          VARCHAR NOT NULL,
+    payload       VARCHAR,
+    payload_bytes BLOB,
+    in_filter     BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS export_hosts (
+    host_id   VARCHAR NOT NULL,
+    entries   UBIGINT NOT NULL,
+    in_filter UBIGINT NOT NULL,
+    last_seq  UBIGINT,
+    last_hash VARCHAR
+);
+`
+
+// schemaViews creates the verification and analysis views. They read only entries,
+// hosts and export_hosts, so they work the same on a SQL script, an NDJSON or a Parquet
+// export loaded into DuckDB.
+const schemaViews = `CREATE OR REPLACE VIEW chain_checks AS
+WITH numbered AS (
+    SELECT *,
+        lag(hash) OVER by_pos AS pos_prev_hash,
+        lag(seq)  OVER by_pos AS pos_prev_seq,
+        lag(seq)  OVER by_seq AS seq_prev_seq,
+        payload IS NOT NULL OR payload_bytes IS NOT NULL AS has_payload
+    FROM entries
+    WINDOW by_pos AS (PARTITION BY host_id ORDER BY pos),
+           by_seq AS (PARTITION BY host_id ORDER BY seq, pos)
+)
+SELECT host_id, pos, seq, in_filter, has_payload, prev_hash, hash,
+    coalesce(sha256(prev_hash || payload), sha256(encode(prev_hash) || payload_bytes)) AS recomputed_hash,
+    -- The seq a BLOB payload states is read from its hex form: decode(payload_bytes,
+    -- 'replace') would be simpler, but DuckDB 1.5 then rewrites the invalid bytes of the
+    -- BLOB in place and sha256 sees the altered bytes (found by the hostile-content test).
+    TRY_CAST(nullif(coalesce(
+        regexp_extract(payload, '^\{"seq":([0-9]{1,20})[,}]', 1),
+        decode(unhex(regexp_extract(hex(payload_bytes), '^7B22736571223A((3[0-9]){1,20})(2C|7D)', 1)))
+    ), '') AS UBIGINT) AS payload_seq,
+    pos_prev_hash, pos_prev_seq, seq_prev_seq
+FROM numbered;
+
+CREATE OR REPLACE VIEW chain_breaks AS
+WITH c AS MATERIALIZED (SELECT * FROM chain_checks),
+b AS (
+    SELECT host_id, seq, pos, 1 AS ord, 'gap' AS "check",
+        'missing seq ' || (coalesce(seq_prev_seq, 0) + 1) ||
+            CASE WHEN seq - 1 > coalesce(seq_prev_seq, 0) + 1 THEN '..' || (seq - 1) ELSE '' END AS detail
+    FROM c WHERE seq > coalesce(seq_prev_seq, 0) + 1
+    UNION ALL
+    SELECT host_id, seq, pos, 2, 'repeat', 'seq ' || seq || ' appears more than once'
+    FROM c WHERE seq = seq_prev_seq
+    UNION ALL
+    SELECT host_id, seq, pos, 3, 'order', 'seq ' || seq || ' follows seq ' || pos_prev_seq || ' in chain order'
+    FROM c
+    WHERE seq <= pos_prev_seq OR (seq_prev_seq = seq - 1 AND pos_prev_seq IS DISTINCT FROM seq - 1)
+    UNION ALL
+    SELECT host_id, seq, pos, 4, 'link', CASE WHEN pos_prev_hash IS NULL
+            THEN 'prev_hash of seq 1 is not the genesis hash (64 zeros)'
+            ELSE 'prev_hash does not equal the hash of the entry before it (seq ' || pos_prev_seq || ')' END
+    FROM c
+    WHERE prev_hash <> pos_prev_hash OR (pos_prev_hash IS NULL AND seq = 1 AND prev_hash <> repeat('0', 64))
+    UNION ALL
+    SELECT host_id, seq, pos, 5, 'hash', 'hash does not recompute: sha256(prev_hash || payload) = ' || recomputed_hash
+    FROM c WHERE recomputed_hash <> hash
+    UNION ALL
+    SELECT host_id, seq, pos, 6, 'payload_seq', 'the payload states seq ' || coalesce(CAST(payload_seq AS VARCHAR), 'none')
+    FROM c WHERE has_payload AND payload_seq IS DISTINCT FROM seq
+    UNION ALL
+    SELECT t.host_id, t.claimed, NULL, 7, 'tail',
+        'missing seq ' || (coalesce(t.max_seq, 0) + 1) || '..' || t.claimed || ' at the end: ' || t.who || ' states the chain reaches seq ' || t.claimed
+    FROM (
+        SELECT x.host_id, x.claimed, x.who, (SELECT max(seq) FROM entries e WHERE e.host_id = x.host_id) AS max_seq
+        FROM (SELECT host_id, last_seq AS claimed, 'the exporter' AS who FROM export_hosts
+              UNION ALL
+              SELECT host_id, head_seq, 'the collector''s stored head' FROM hosts WHERE head_seq > 0) AS x
+    ) AS t
+    WHERE t.claimed > coalesce(t.max_seq, 0)
+    UNION ALL
+    SELECT x.host_id, x.claimed, e.pos, 8, 'head',
+        x.who || ' states hash ' || x.claimed_hash || ' for seq ' || x.claimed || ', the entry has ' || e.hash
+    FROM (SELECT host_id, last_seq AS claimed, last_hash AS claimed_hash, 'the exporter' AS who FROM export_hosts
+          UNION ALL
+          SELECT host_id, head_seq, head_hash, 'the collector''s stored head' FROM hosts WHERE head_seq > 0) AS x
+    JOIN entries AS e ON e.host_id = x.host_id AND e.seq = x.claimed
+    WHERE e.hash <> x.claimed_hash
+)
+SELECT host_id, seq, pos, "check", detail FROM b ORDER BY host_id, pos NULLS LAST, seq, ord;
+
+CREATE OR REPLACE VIEW chain_summary AS
+SELECT c.host_id,
+    count(*) AS entries,
+    count(*) FILTER (WHERE c.has_payload) AS with_payload,
+    count(*) FILTER (WHERE NOT c.has_payload) AS stubs,
+    count(*) FILTER (WHERE c.recomputed_hash = c.hash) AS hashes_ok,
+    min(c.seq) AS first_seq, max(c.seq) AS last_seq,
+    (SELECT count(*) FROM chain_breaks b WHERE b.host_id = c.host_id) AS breaks
+FROM chain_checks AS c GROUP BY c.host_id ORDER BY c.host_id;
+
+CREATE OR REPLACE VIEW events AS
+SELECT e.host_id, coalesce(h.hostname, e.host_id) AS hostname, e.seq,
+    TRY_CAST(e.payload->>'$.ts' AS TIMESTAMP_NS) AS ts,
+    e.payload->>'$.event.type'     AS tripwire_type,
+    e.payload->>'$.event.rule'     AS rule_name,
+    e.payload->>'$.event.severity' AS severity,
+    e.payload->>'$.event.source'   AS source,
+    e.payload->>'$.event.path'     AS path,
+    e.payload->>'$.event.op'       AS op,
+    TRY_CAST(e.payload->>'$.event.count' AS UBIGINT) AS count,
+    TRY_CAST(e.payload->>'$.event.pid'   AS INTEGER)  AS pid,
+    TRY_CAST(e.payload->>'$.event.ppid'  AS INTEGER)  AS ppid,
+    TRY_CAST(e.payload->>'$.event.uid'   AS BIGINT)   AS uid,
+    TRY_CAST(e.payload->>'$.event.gid'   AS BIGINT)   AS gid,
+    e.payload->>'$.event.user'       AS "user",
+    e.payload->>'$.event.exe'        AS exe,
+    e.payload->>'$.event.cmdline'    AS cmdline,
+    coalesce(TRY_CAST(e.payload->>'$.event.cmdline_truncated' AS BOOLEAN), false) AS cmdline_truncated,
+    e.payload->>'$.event.comm'       AS comm,
+    e.payload->>'$.event.parent_exe' AS parent_exe,
+    e.payload->>'$.event.cwd'        AS cwd,
+    e.payload->>'$.event.cgroup'     AS cgroup,
+    e.payload->>'$.event.exe_sha256' AS exe_sha256,
+    e.payload->>'$.event.protocol'   AS protocol,
+    e.payload->>'$.event.direction'  AS direction,
+    e.payload->>'$.event.mode'       AS mode,
+    e.payload->>'$.event.src_ip'     AS src_ip,
+    TRY_CAST(e.payload->>'$.event.src_port' AS USMALLINT) AS src_port,
+    e.payload->>'$.event.dst_ip'     AS dst_ip,
+    TRY_CAST(e.payload->>'$.event.dst_port' AS USMALLINT) AS dst_port,
+    e.payload->>'$.event.first_bytes' AS first_bytes,
+    e.payload
+FROM entries AS e
+LEFT JOIN hosts AS h USING (host_id)
+WHERE e.payload IS NOT NULL AND json_valid(e.payload) AND json_extract_string(e.payload, '$.kind') = 'event';
+`
