@@ -5,6 +5,6 @@
 // each gap in seq (docs/formats/forensics-export.md).
 //
 // The exporter reads from a Source: an agent's audit segment directory (DirSource, for
-// a host seized offline) or the collector's embedded DuckDB file (DuckDBSource). The
-// ClickHouse+PostgreSQL store plugs in as another Source.
+// a host seized offline), the collector's embedded DuckDB file (DuckDBSource), or any
+// storage.Store such as ClickHouse + PostgreSQL (StoreSource).
 package forensics

@@ -32,7 +32,7 @@ type Host struct {
 }
 
 // Source is where an export reads chains from: an agent's segment directory, the
-// collector's embedded DuckDB file, or (later) ClickHouse and PostgreSQL. A Source is
+// collector's embedded DuckDB file, or a storage.Store (ClickHouse and PostgreSQL). A Source is
 // used by one goroutine at a time.
 type Source interface {
 	// Describe names the source for the export's metadata, e.g. "dir:/var/lib/…".

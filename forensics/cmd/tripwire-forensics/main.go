@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/tripwire-project/tripwire/agent/audit"
+	"github.com/tripwire-project/tripwire/collector/config"
+	"github.com/tripwire-project/tripwire/collector/server"
 	"github.com/tripwire-project/tripwire/forensics"
 	"github.com/tripwire-project/tripwire/internal/version"
 )
@@ -25,10 +27,12 @@ import (
 const usage = `usage: tripwire-forensics <command> [flags]
 
 commands:
-  export (--dir DIR | --duckdb FILE) [--host H] [--from T] [--to T] [--type FILE|NETWORK|PROCESS]
+  export (--dir DIR | --duckdb FILE | --config collector.yaml) [--host H] [--from T] [--to T] [--type FILE|NETWORK|PROCESS]
          [--rule R] [--format sql|ndjson|parquet] [--out FILE]
                      export chains; the default is a SQL script on stdout for the duckdb shell:
                      tripwire-forensics export --dir /var/lib/tripwire/audit | duckdb case.db
+                     --config reads the store that collector.yaml names (ClickHouse + PostgreSQL
+                     while collectors run; an embedded DuckDB file only once its collector stopped)
   verify --dir DIR   verify an audit segment directory; prints the first break and exits 1
   verify --export FILE
                      verify an export (SQL script, NDJSON or Parquet) with DuckDB's own sha256
@@ -90,6 +94,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	dir := fs.String("dir", "", "audit segment directory of a host (read as it lies; never modified)")
 	db := fs.String("duckdb", "", "the collector's embedded DuckDB file (opened read-only; stop the collector first)")
+	collectorCfg := fs.String("config", "", "a collector.yaml: export from the store it names (e.g. ClickHouse + PostgreSQL)")
 	host := fs.String("host", "", "host id or name to export (with --dir: the host id to record, default \"local\")")
 	from := fs.String("from", "", "export payloads of entries at or after this time (RFC 3339)")
 	to := fs.String("to", "", "export payloads of entries before this time (RFC 3339)")
@@ -101,8 +106,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if (*dir == "") == (*db == "") {
-		return fmt.Errorf("export: exactly one of --dir and --duckdb is required: %w", errUsage)
+	if n := countSet(*dir, *db, *collectorCfg); n != 1 {
+		return fmt.Errorf("export: exactly one of --dir, --duckdb and --config is required: %w", errUsage)
 	}
 	f, err := forensics.ParseFormat(*format)
 	if err != nil {
@@ -133,8 +138,10 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// The directory records no host id: --host names the chain rather than filters.
 		src, err = forensics.NewDirSource(*dir, *host)
 		filter.Host = ""
-	} else {
+	} else if *db != "" {
 		src, err = forensics.NewDuckDBSource(*db)
+	} else {
+		src, err = storeSource(ctx, *collectorCfg)
 	}
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
@@ -245,4 +252,32 @@ func runSQL(ctx context.Context, args []string, stdout io.Writer) error {
 		script = f
 	}
 	return forensics.RunQueries(ctx, *export, *tmp, sets, script, stdout, *maxWidth)
+}
+
+func countSet(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// storeSource opens the store a collector config names. An embedded DuckDB file is read
+// with the read-only DuckDB source; the production stores through their Store.
+func storeSource(ctx context.Context, path string) (forensics.Source, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.Storage.Fleet() {
+		return forensics.NewDuckDBSource(cfg.Storage.DuckDB)
+	}
+	store, err := server.OpenStore(ctx, cfg.Storage, nil)
+	if err != nil {
+		return nil, err
+	}
+	name := "clickhouse:" + cfg.Storage.ClickHouse.Addr + "/" + cfg.Storage.ClickHouse.Database + "+postgresql"
+	return forensics.NewStoreSource(store, name), nil
 }
