@@ -48,7 +48,7 @@ func TestLookupChildAsNobody(t *testing.T) {
 	cmd := exec.Command("sleep", "60", long)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sleep: %v", err)
+		t.Fatalf("cannot start sleep: %v", err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 
@@ -73,7 +73,7 @@ func TestLookupChildAsNobody(t *testing.T) {
 func TestLookupGone(t *testing.T) {
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
-		t.Skipf("cannot run true: %v", err)
+		t.Fatalf("cannot run true: %v", err)
 	}
 	info, err := Lookup(int32(cmd.Process.Pid))
 	if !errors.Is(err, fs.ErrNotExist) {
