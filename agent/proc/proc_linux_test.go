@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestLookupSelf(t *testing.T) {
@@ -45,16 +46,27 @@ func TestLookupChildAsNobody(t *testing.T) {
 		t.Fatal("needs root to start a process as nobody")
 	}
 	long := strings.Repeat("x", MaxCmdline)
-	cmd := exec.Command("sleep", "60", long)
+	// sh stays alive running sleep, and takes the long argument as its $0 (sleep itself
+	// would reject it and exit at once).
+	cmd := exec.Command("sh", "-c", "sleep 60; :", long)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("cannot start sleep: %v", err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 
-	info, err := Lookup(int32(cmd.Process.Pid))
-	if err != nil {
-		t.Fatalf("Lookup(child): %v", err)
+	// Start returns once the child's close-on-exec pipe closes, which is inside execve,
+	// before the new image's arguments are in place: wait for them, with a deadline.
+	var info Info
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		var err error
+		info, err = Lookup(int32(cmd.Process.Pid))
+		if err == nil && info.Cmdline != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Lookup(child) = %+v, %v", info, err)
+		}
 	}
 	if info.UID != 65534 || info.PPID != int32(os.Getpid()) {
 		t.Errorf("got uid %d ppid %d, want 65534 %d", info.UID, info.PPID, os.Getpid())
@@ -62,8 +74,8 @@ func TestLookupChildAsNobody(t *testing.T) {
 	if want, _ := filepath.EvalSymlinks(cmd.Path); info.Exe != want {
 		t.Errorf("Exe = %q, want %q", info.Exe, want)
 	}
-	if !info.Truncated || len(info.Cmdline) != MaxCmdline || !strings.HasPrefix(info.Cmdline, "sleep 60 xxx") {
-		t.Errorf("Cmdline of %d bytes (truncated %v), want %d bytes starting %q", len(info.Cmdline), info.Truncated, MaxCmdline, "sleep 60 xxx")
+	if want := "sh -c sleep 60; : xxx"; !info.Truncated || len(info.Cmdline) != MaxCmdline || !strings.HasPrefix(info.Cmdline, want) {
+		t.Errorf("Cmdline of %d bytes (truncated %v), want %d bytes starting %q", len(info.Cmdline), info.Truncated, MaxCmdline, want)
 	}
 	if got := NewUsers(0).Name(info.UID); got != "nobody" {
 		t.Errorf("user of uid 65534 = %q, want nobody", got)
