@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 	for _, b := range []struct{ name, pkg, cgo string }{
 		{"tripwire", "./agent/cmd/tripwire", "0"},
 		{"tripwire-collector", "./collector/cmd/tripwire-collector", "1"},
+		{"tripwire-forensics", "./forensics/cmd/tripwire-forensics", "1"},
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.name), b.pkg)
 		cmd.Dir = ".."
