@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +53,18 @@ func TestFileReadByNobodyReachesAPI(t *testing.T) {
 	}
 	if time.Since(got.Timestamp) > time.Minute || got.Timestamp.Location() != time.UTC {
 		t.Errorf("timestamp %v is not a recent UTC time", got.Timestamp)
+	}
+	// The collector's /metrics counts the stream and the stored batches.
+	resp, err := http.Get("http://" + e.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, re := range []string{`(?m)^tripwire_collector_agent_streams 1$`, `(?m)^tripwire_collector_ingest_batches_total [1-9]`, `(?m)^tripwire_collector_store_append_duration_seconds_count [1-9]`} {
+		if !regexp.MustCompile(re).Match(metrics) {
+			t.Errorf("/metrics does not match %s", re)
+		}
 	}
 	// The same alert is found by every filter that should match it, and not by others.
 	for q, want := range map[string]bool{

@@ -37,6 +37,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by /healthz.
 	Version string
+	// Metrics, if set, serves /metrics (Prometheus text format, no token: the API listens
+	// on loopback, and metrics carry no host ids, paths or PIDs).
+	Metrics http.Handler
 }
 
 // API serves HTTP requests. It is safe for concurrent use.
@@ -55,6 +58,9 @@ func New(opts Options) *API {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Get("/healthz", a.healthz)
+	if opts.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", opts.Metrics)
+	}
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Use(a.authenticate)
 		r.Get("/alerts", a.alerts)

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tripwire-project/tripwire/collector/live"
+	"github.com/tripwire-project/tripwire/collector/metrics"
 	"github.com/tripwire-project/tripwire/proto/batch"
 	"github.com/tripwire-project/tripwire/proto/chain"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
@@ -37,14 +38,16 @@ type Server struct {
 	logger   *slog.Logger
 	version  string
 	now      func() time.Time
+	metrics  *metrics.Collector
 }
 
 // New returns an ingest server writing to store and publishing new alerts to broker.
-func New(store storage.Store, broker *live.Broker, identify Identify, version string, logger *slog.Logger) *Server {
+// logger and m may be nil.
+func New(store storage.Store, broker *live.Broker, identify Identify, version string, logger *slog.Logger, m *metrics.Collector) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{store: store, broker: broker, identify: identify, logger: logger, version: version, now: time.Now}
+	return &Server{store: store, broker: broker, identify: identify, logger: logger, version: version, now: time.Now, metrics: m}
 }
 
 // BatchError says a received batch is not a valid continuation of a chain; it names the
@@ -74,6 +77,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		return status.Error(codes.FailedPrecondition, "the first message of a stream must be Register")
 	}
 	if !slices.Contains(tripwirev1.SupportedProtocolVersions, reg.GetProtocolVersion()) {
+		s.metrics.Refused()
 		return status.Errorf(codes.FailedPrecondition,
 			"agent speaks protocol version %d; this collector (version %s) supports %v: upgrade the agent or the collector so that they share a version",
 			reg.GetProtocolVersion(), s.version, tripwirev1.SupportedProtocolVersions)
@@ -97,6 +101,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "reading chain head: %v", err)
 	}
+	defer s.metrics.StreamOpened()()
 	log.Info("agent registered", "agent_version", reg.GetAgentVersion(), "agent_head", reg.GetHead().GetSeq(), "stored_head", head)
 	if err := stream.Send(&tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Registered{Registered: &tripwirev1.Registered{
 		HostId: hostID, ProtocolVersion: tripwirev1.ProtocolVersion, CollectorVersion: s.version, AckedSeq: head,
@@ -150,10 +155,12 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 	entries, err := batch.Decode(b.GetArrowIpc())
 	if err != nil {
 		ss.log.Warn("rejecting batch", "err", err)
+		ss.s.metrics.BatchRejected(metrics.ReasonInvalid)
 		return nil, status.Errorf(codes.InvalidArgument, "rejecting batch %d..%d: %v", b.GetFirstSeq(), b.GetLastSeq(), err)
 	}
 	if err := verifyLinks(entries); err != nil {
 		ss.log.Error("rejecting batch that does not hash", "err", err)
+		ss.s.metrics.BatchRejected(metrics.ReasonInvalid)
 		return nil, status.Errorf(codes.InvalidArgument, "rejecting batch: %v", err)
 	}
 	first := entries[0].Seq
@@ -170,15 +177,19 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 		// the data is kept either way.
 		ss.log.Error("batch does not continue the stored chain head", "seq", first, "prev_hash", entries[0].PrevHash, "stored_head_hash", ss.headHash)
 	}
+	started := time.Now()
 	if err := ss.s.store.AppendEntries(ctx, ss.hostID, entries); err != nil {
 		if errors.Is(err, storage.ErrInvalidEntry) {
 			// Resending cannot fix it: refuse the batch, keep the stream's other work.
 			ss.log.Error("rejecting batch the store cannot hold", "err", err)
+			ss.s.metrics.BatchRejected(metrics.ReasonInvalid)
 			return nil, status.Errorf(codes.InvalidArgument, "rejecting batch: %v", err)
 		}
 		ss.log.Error("storing batch", "err", err)
+		ss.s.metrics.BatchRejected(metrics.ReasonStoreUnavailable)
 		return nil, status.Errorf(codes.Unavailable, "storing batch: %v", err)
 	}
+	ss.s.metrics.BatchStored(len(entries), time.Since(started).Seconds())
 	oldHead := ss.head
 	ss.head, ss.headHash, err = ss.s.store.Head(ctx, ss.hostID)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,6 +19,7 @@ import (
 	"github.com/tripwire-project/tripwire/agent/transport"
 	"github.com/tripwire-project/tripwire/collector/ingest"
 	"github.com/tripwire-project/tripwire/collector/live"
+	"github.com/tripwire-project/tripwire/collector/metrics"
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/proto/batch"
 	"github.com/tripwire-project/tripwire/proto/chain"
@@ -30,10 +33,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fixture is a real collector ingest service over mTLS on a real DuckDB store.
 type fixture struct {
-	pkiDir string
-	addr   string
-	store  storage.Store
-	broker *live.Broker
+	pkiDir  string
+	addr    string
+	store   storage.Store
+	broker  *live.Broker
+	metrics *metrics.Collector
+	reg     *prometheus.Registry
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -51,8 +56,10 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.store, f.broker = store, live.NewBroker(0)
+	f.reg = prometheus.NewRegistry()
+	f.metrics = metrics.New(f.reg)
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(srvTLS.Config())))
-	tripwirev1.RegisterIngestServiceServer(gs, ingest.New(store, f.broker, pki.IdentityFromContext, "test", nil))
+	tripwirev1.RegisterIngestServiceServer(gs, ingest.New(store, f.broker, pki.IdentityFromContext, "test", nil, f.metrics))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +153,10 @@ func TestBatchesAreAckedOnceStoredAndResendsStoredOnce(t *testing.T) {
 	if err != nil || len(alerts) != 10 {
 		t.Fatalf("stored %d alerts (err %v), want 10 exactly", len(alerts), err)
 	}
+	// Two batches of 6 and 7 entries stored, one stream open.
+	if b, e, s := testutil.ToFloat64(f.metrics.Batches), testutil.ToFloat64(f.metrics.Entries), testutil.ToFloat64(f.metrics.AgentStreams); b != 2 || e != 13 || s != 1 {
+		t.Errorf("metrics: batches %v entries %v streams %v, want 2 13 1", b, e, s)
+	}
 	for want := uint64(1); want <= 10; want++ { // each published live exactly once, in order
 		select {
 		case al := <-sub.C:
@@ -178,6 +189,9 @@ func TestBadBatchIsRejectedWithoutAffectingOtherAgents(t *testing.T) {
 	}
 	if seq, _, _ := f.store.Head(context.Background(), bad.hostID); seq != 0 {
 		t.Fatalf("the tampered batch was stored up to seq %d", seq)
+	}
+	if n := testutil.ToFloat64(f.metrics.Rejected.WithLabelValues(metrics.ReasonInvalid)); n != 1 {
+		t.Errorf("rejected invalid batches = %v, want 1", n)
 	}
 }
 

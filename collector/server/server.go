@@ -13,6 +13,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -22,6 +25,7 @@ import (
 	"github.com/tripwire-project/tripwire/collector/config"
 	"github.com/tripwire-project/tripwire/collector/ingest"
 	"github.com/tripwire-project/tripwire/collector/live"
+	"github.com/tripwire-project/tripwire/collector/metrics"
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/internal/version"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
@@ -115,6 +119,13 @@ func (s *Server) ReloadTLS() error { return s.tls.Reload() }
 func (s *Server) Run(ctx context.Context) error {
 	defer s.store.Close()
 	broker := live.NewBroker(0)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tripwire_collector_live_subscribers",
+		Help: "Live alert subscribers (API followers) of this collector.",
+	}, func() float64 { return float64(broker.Subscribers()) }))
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(s.tls.Config())),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -123,11 +134,12 @@ func (s *Server) Run(ctx context.Context) error {
 		// Stop waits for handlers, so the store is not closed under a running one.
 		grpc.WaitForHandlers(true),
 	)
-	tripwirev1.RegisterIngestServiceServer(gs, ingest.New(s.store, broker, pki.IdentityFromContext, version.Version, s.logger.With("component", "ingest")))
+	tripwirev1.RegisterIngestServiceServer(gs, ingest.New(s.store, broker, pki.IdentityFromContext, version.Version, s.logger.With("component", "ingest"), m))
 	hs := &http.Server{
 		Handler: api.New(api.Options{
 			Store: s.store, Broker: broker, Tokens: s.cfg.API.Tokens, Version: version.Version,
-			Logger: s.logger.With("component", "api"),
+			Logger:  s.logger.With("component", "api"),
+			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
