@@ -8,11 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
-	"strings"
-	"time"
-	"unicode/utf8"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
@@ -38,10 +34,10 @@ func (s *Store) AppendEntries(ctx context.Context, hostID string, entries []batc
 	if len(entries) == 0 {
 		return nil
 	}
-	if err := validate(hostID, entries); err != nil {
+	if err := storage.ValidateEntries(hostID, entries); err != nil {
 		return fmt.Errorf("appending entries of host %q: %w", hostID, err)
 	}
-	sorted := sortedUnique(entries)
+	sorted := storage.SortedUnique(entries)
 	if err := s.lockWrite(ctx); err != nil {
 		return fmt.Errorf("appending entries of host %q: waiting for the writer: %w", hostID, err)
 	}
@@ -78,64 +74,6 @@ func (s *Store) Head(ctx context.Context, hostID string) (uint64, string, error)
 		return 0, "", fmt.Errorf("reading chain head of host %q: %w", hostID, err)
 	}
 	return seq, hash, nil
-}
-
-// minTime and maxTime bound the event times the store accepts: [minTime, maxTime), the
-// years 1678 to 2261, in UTC. Event times are kept as signed 64-bit nanoseconds since the
-// epoch (DuckDB's TIMESTAMP_NS, and Int64 in a ClickHouse without DateTime64), which
-// span 1677-09-21 to 2262-04-11; whole years inside that leave out DuckDB's infinity
-// values and meet the driver, which refuses any time in 1677. The wire cannot carry a
-// time outside that span either (Arrow timestamp[ns]).
-var (
-	minTime = time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
-)
-
-// validate refuses, before anything is written, entries that no backend can hold.
-func validate(hostID string, entries []batch.Entry) error {
-	if hostID == "" {
-		return fmt.Errorf("%w: empty host id", storage.ErrInvalidEntry)
-	}
-	if reason := badText(hostID); reason != "" {
-		return fmt.Errorf("%w: host id %s", storage.ErrInvalidEntry, reason)
-	}
-	for i := range entries {
-		e := &entries[i]
-		if e.Seq == 0 || e.Seq > math.MaxInt64 {
-			return fmt.Errorf("%w: seq %d is outside 1..%d", storage.ErrInvalidEntry, e.Seq, int64(math.MaxInt64))
-		}
-		if e.Time.Before(minTime) || !e.Time.Before(maxTime) {
-			return fmt.Errorf("%w: seq %d: time %s is outside the years %d to %d", storage.ErrInvalidEntry,
-				e.Seq, e.Time.UTC().Format(time.RFC3339Nano), minTime.Year(), maxTime.Year()-1)
-		}
-		for _, f := range [...]struct{ name, v string }{
-			{"kind", e.Kind}, {"tripwire_type", e.Type}, {"rule_name", e.Rule}, {"severity", e.Severity},
-			{"prev_hash", e.PrevHash}, {"hash", e.Hash}, {"payload", string(e.Payload)},
-		} {
-			if reason := badText(f.v); reason != "" {
-				return fmt.Errorf("%w: seq %d: %s %s", storage.ErrInvalidEntry, e.Seq, f.name, reason)
-			}
-		}
-	}
-	return nil
-}
-
-func badText(s string) string {
-	if !utf8.ValidString(s) {
-		return "is not valid UTF-8"
-	}
-	if strings.IndexByte(s, 0) >= 0 {
-		return "holds a NUL byte"
-	}
-	return ""
-}
-
-// sortedUnique returns the entries in seq order with the first of each seq kept,
-// leaving the caller's slice untouched.
-func sortedUnique(entries []batch.Entry) []batch.Entry {
-	out := slices.Clone(entries)
-	slices.SortStableFunc(out, func(a, b batch.Entry) int { return cmp.Compare(a.Seq, b.Seq) })
-	return slices.CompactFunc(out, func(a, b batch.Entry) bool { return a.Seq == b.Seq })
 }
 
 // stagedColumns are the columns of the appender's staging chunk, in AppendRow order.

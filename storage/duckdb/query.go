@@ -221,21 +221,21 @@ func (w *where) host(host string) {
 
 // timeRange keeps event times in [from, to), to the nanosecond: ts is TIMESTAMP_NS and a
 // time.Time bound to a TIMESTAMP_NS parameter keeps its nanoseconds. A bound outside
-// [minTime, maxTime), which no stored time is, is not sent (the driver would refuse it):
+// [storage.MinTime, storage.MaxTime), which no stored time is, is not sent (the driver would refuse it):
 // it either drops its clause or matches nothing.
 func (w *where) timeRange(from, to time.Time) {
 	switch {
-	case from.IsZero() || !from.After(minTime):
-		// Every stored time is at or after minTime.
-	case !from.Before(maxTime):
+	case from.IsZero() || !from.After(storage.MinTime):
+		// Every stored time is at or after storage.MinTime.
+	case !from.Before(storage.MaxTime):
 		w.add("false")
 	default:
 		w.add("e.ts >= ?", from.UTC())
 	}
 	switch {
-	case to.IsZero() || !to.Before(maxTime):
-		// Every stored time is before maxTime.
-	case !to.After(minTime):
+	case to.IsZero() || !to.Before(storage.MaxTime):
+		// Every stored time is before storage.MaxTime.
+	case !to.After(storage.MinTime):
 		w.add("false")
 	default:
 		w.add("e.ts < ?", to.UTC())

@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -31,10 +28,10 @@ func (s *Store) AppendEntries(ctx context.Context, hostID string, entries []batc
 	if len(entries) == 0 {
 		return nil
 	}
-	if err := validate(hostID, entries); err != nil {
+	if err := storage.ValidateEntries(hostID, entries); err != nil {
 		return fmt.Errorf("appending entries of host %q: %w", hostID, err)
 	}
-	sorted := sortedUnique(entries)
+	sorted := storage.SortedUnique(entries)
 	err := pgx.BeginFunc(ctx, s.pg, func(tx pgx.Tx) error { return s.appendTx(ctx, tx, hostID, sorted) })
 	if err != nil {
 		return fmt.Errorf("appending entries %d..%d of host %q: %w", sorted[0].Seq, sorted[len(sorted)-1].Seq, hostID, err)
@@ -220,61 +217,6 @@ func insertIndex(ctx context.Context, tx pgx.Tx, hostID string, es []batch.Entry
 		return fmt.Errorf("recording alerts in PostgreSQL: %w", err)
 	}
 	return nil
-}
-
-// minTime and maxTime bound the event times the store accepts: [minTime, maxTime), the
-// years 1678 to 2261 in UTC, inside the span of signed 64-bit nanoseconds since the
-// epoch (ClickHouse's ts and PostgreSQL's ts_ns), as in the embedded store.
-var (
-	minTime = time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
-)
-
-// validate refuses, before anything is written, entries that no backend can hold.
-func validate(hostID string, entries []batch.Entry) error {
-	if hostID == "" {
-		return fmt.Errorf("%w: empty host id", storage.ErrInvalidEntry)
-	}
-	if reason := badText(hostID); reason != "" {
-		return fmt.Errorf("%w: host id %s", storage.ErrInvalidEntry, reason)
-	}
-	for i := range entries {
-		e := &entries[i]
-		if e.Seq == 0 || e.Seq > math.MaxInt64 {
-			return fmt.Errorf("%w: seq %d is outside 1..%d", storage.ErrInvalidEntry, e.Seq, int64(math.MaxInt64))
-		}
-		if e.Time.Before(minTime) || !e.Time.Before(maxTime) {
-			return fmt.Errorf("%w: seq %d: time %s is outside the years %d to %d", storage.ErrInvalidEntry,
-				e.Seq, e.Time.UTC().Format(time.RFC3339Nano), minTime.Year(), maxTime.Year()-1)
-		}
-		for _, f := range [...]struct{ name, v string }{
-			{"kind", e.Kind}, {"tripwire_type", e.Type}, {"rule_name", e.Rule}, {"severity", e.Severity},
-			{"prev_hash", e.PrevHash}, {"hash", e.Hash}, {"payload", string(e.Payload)},
-		} {
-			if reason := badText(f.v); reason != "" {
-				return fmt.Errorf("%w: seq %d: %s %s", storage.ErrInvalidEntry, e.Seq, f.name, reason)
-			}
-		}
-	}
-	return nil
-}
-
-func badText(s string) string {
-	if !utf8.ValidString(s) {
-		return "is not valid UTF-8"
-	}
-	if strings.IndexByte(s, 0) >= 0 {
-		return "holds a NUL byte"
-	}
-	return ""
-}
-
-// sortedUnique returns the entries in seq order with the first of each seq kept,
-// leaving the caller's slice untouched.
-func sortedUnique(entries []batch.Entry) []batch.Entry {
-	out := slices.Clone(entries)
-	slices.SortStableFunc(out, func(a, b batch.Entry) int { return cmp.Compare(a.Seq, b.Seq) })
-	return slices.CompactFunc(out, func(a, b batch.Entry) bool { return a.Seq == b.Seq })
 }
 
 // sortedIndex returns the index of the first entry with seq >= seq.

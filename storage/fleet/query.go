@@ -338,19 +338,19 @@ func (w *where) host(t, host string) {
 }
 
 // timeRange keeps event times in [from, to), to the nanosecond. A bound outside
-// [minTime, maxTime), which no stored time is, is not converted to nanoseconds (it would
+// [storage.MinTime, storage.MaxTime), which no stored time is, is not converted to nanoseconds (it would
 // overflow): it either drops its clause or matches nothing.
 func (w *where) timeRange(t string, from, to time.Time) {
 	switch {
-	case from.IsZero() || !from.After(minTime):
-	case !from.Before(maxTime):
+	case from.IsZero() || !from.After(storage.MinTime):
+	case !from.Before(storage.MaxTime):
 		w.add("false")
 	default:
 		w.add(t+".ts_ns >= $?", from.UnixNano())
 	}
 	switch {
-	case to.IsZero() || !to.Before(maxTime):
-	case !to.After(minTime):
+	case to.IsZero() || !to.Before(storage.MaxTime):
+	case !to.After(storage.MinTime):
 		w.add("false")
 	default:
 		w.add(t+".ts_ns < $?", to.UnixNano())

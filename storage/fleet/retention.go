@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/tripwire-project/tripwire/storage"
 )
 
 // DropMonthsBefore enforces retention: it removes every entry of the UTC months that
@@ -20,11 +22,11 @@ func (s *Store) DropMonthsBefore(ctx context.Context, cutoff time.Time) ([]uint3
 	cutoff = cutoff.UTC()
 	// The first month kept is the one holding cutoff, unless cutoff is its first instant.
 	keep := time.Date(cutoff.Year(), cutoff.Month(), 1, 0, 0, 0, 0, time.UTC)
-	if keep.Before(minTime) {
+	if keep.Before(storage.MinTime) {
 		return nil, nil
 	}
-	if !keep.Before(maxTime) {
-		keep = maxTime
+	if !keep.Before(storage.MaxTime) {
+		keep = storage.MaxTime
 	}
 	keepMonth := uint32(keep.Year()*100 + int(keep.Month()))
 	if _, err := s.pg.Exec(ctx, `WITH gone AS (DELETE FROM alerts WHERE ts_ns < $1)
