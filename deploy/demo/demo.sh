@@ -15,8 +15,11 @@ cleanup() {
   trap - EXIT INT TERM
   echo
   echo "stopping demo"
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Newest first: the follower, then the agent, then the collector.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   echo "state kept in $DEMO (audit chain: $DEMO/audit, store: $DEMO/data). 'make clean' removes it."
 }
 trap cleanup EXIT INT TERM
