@@ -435,3 +435,50 @@ func TestAlertsFollow(t *testing.T) {
 		t.Errorf("the first alert was printed %d times:\n%s", n, b)
 	}
 }
+
+// An agent whose audit log was wiped (reinstalled, or replaced by an intruder) starts a
+// new chain under the same certificate: the collector refuses it loudly instead of
+// dropping the new chain's first entries as "already held", and the agent keeps them
+// and says why in /healthz.
+func TestWipedChainIsRefusedNotDropped(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	e.startCollector()
+	decoy := filepath.Join(e.dir, "decoy")
+	writeFile(t, decoy, "x\n")
+	cfg, hz := e.agentConfig("web-08", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: WARN}", decoy))
+	agent := e.startAgent(cfg, hz)
+	for range 3 {
+		asNobody(t, "cat", decoy)
+	}
+	waitFor(t, 5*time.Second, "3 alerts", func() (bool, string) {
+		alerts, err := e.alerts("host=web-08")
+		return err == nil && len(alerts) == 3, fmt.Sprint(len(alerts), err)
+	})
+	agent.stop(syscall.SIGTERM)
+	if err := os.RemoveAll(filepath.Join(e.dir, "audit-web-08")); err != nil {
+		t.Fatal(err)
+	}
+	e.startAgent(cfg, hz)
+	pid := asNobody(t, "cat", decoy)
+	waitFor(t, 10*time.Second, "the refusal in the agent's /healthz", func() (bool, string) {
+		var h struct {
+			QueueDepth uint64 `json:"queue_depth"`
+			Collector  struct {
+				Connected bool   `json:"connected"`
+				LastError string `json:"last_error"`
+			} `json:"collector"`
+		}
+		err := getJSON("http://"+hz+"/healthz", "", &h)
+		return err == nil && !h.Collector.Connected && h.QueueDepth > 0 && strings.Contains(h.Collector.LastError, "does not extend"), fmt.Sprintf("%+v %v", h, err)
+	})
+	alerts, err := e.alerts("host=web-08")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range alerts {
+		if a.EventDetail.PID == pid {
+			t.Fatalf("the new chain's read was mixed into the old chain as seq %d", a.Seq)
+		}
+	}
+}

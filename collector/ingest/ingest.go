@@ -101,6 +101,16 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "reading chain head: %v", err)
 	}
+	if ah := reg.GetHead(); ah != nil && head > 0 {
+		// The stored chain is a prefix of any honest agent's: it only ever holds what the
+		// agent fsynced and sent. A shorter or different agent chain is a truncated,
+		// replaced or forked log, or a certificate used by two agents.
+		if ah.GetSeq() < head || (ah.GetSeq() == head && ah.GetHash() != headHash) {
+			log.Error("agent chain does not extend the stored chain: refusing the session", "agent_head", ah.GetSeq(), "stored_head", head)
+			s.metrics.Refused()
+			return status.Error(codes.FailedPrecondition, forkMessage(ah.GetSeq(), head))
+		}
+	}
 	defer s.metrics.StreamOpened()()
 	log.Info("agent registered", "agent_version", reg.GetAgentVersion(), "agent_head", reg.GetHead().GetSeq(), "stored_head", head)
 	if err := stream.Send(&tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Registered{Registered: &tripwirev1.Registered{
@@ -172,10 +182,15 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 			Cmd: &tripwirev1.Command_ResendFrom{ResendFrom: &tripwirev1.ResendFrom{Seq: ss.head + 1}},
 		}}}, nil
 	}
-	if first == ss.head+1 && ss.head > 0 && entries[0].PrevHash != ss.headHash {
-		// Remote anchoring proper (a CRITICAL integrity alert) is built on this check;
-		// the data is kept either way.
-		ss.log.Error("batch does not continue the stored chain head", "seq", first, "prev_hash", entries[0].PrevHash, "stored_head_hash", ss.headHash)
+	// Entries at or below the head are not stored again; the one at the head must be
+	// the stored one, and the first past it must link to it. Otherwise the agent's chain
+	// forked from the stored one: refuse rather than drop or mix the two silently.
+	for _, e := range entries {
+		if ss.head > 0 && ((e.Seq == ss.head && e.Hash != ss.headHash) || (e.Seq == ss.head+1 && e.PrevHash != ss.headHash)) {
+			ss.log.Error("batch forks from the stored chain: refusing it", "seq", e.Seq, "stored_head", ss.head)
+			ss.s.metrics.BatchRejected(metrics.ReasonInvalid)
+			return nil, status.Error(codes.FailedPrecondition, forkMessage(e.Seq, ss.head))
+		}
 	}
 	started := time.Now()
 	if err := ss.s.store.AppendEntries(ctx, ss.hostID, entries); err != nil {
@@ -213,6 +228,15 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 		ss.s.broker.Publish(fresh...)
 	}
 	return &tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Ack{Ack: &tripwirev1.Ack{Seq: ss.head}}}, nil
+}
+
+// forkMessage tells an operator what a chain that does not extend the stored one means
+// and what to do.
+func forkMessage(agentSeq, storedHead uint64) string {
+	return fmt.Sprintf("the agent's chain (at seq %d) does not extend the chain this collector holds for the host (up to seq %d): "+
+		"the agent's audit log was truncated, replaced or reinstalled, or two agents share one certificate. "+
+		"Nothing is lost: the agent keeps its events. Preserve its audit directory as evidence, then issue a new certificate "+
+		"(a new host id, tripwire-collector pki issue) to start a fresh chain", agentSeq, storedHead)
 }
 
 // verifyLinks checks that entries are consecutive, that every hash recomputes from its

@@ -78,6 +78,24 @@ type agentStream struct {
 
 func (f *fixture) connect(t *testing.T, name string) *agentStream {
 	t.Helper()
+	return f.connectHead(t, name, nil)
+}
+
+// connectHead registers name (issuing or re-issuing its certificate, which keeps its
+// host id) with the given chain head.
+func (f *fixture) connectHead(t *testing.T, name string, head *tripwirev1.ChainHead) *agentStream {
+	t.Helper()
+	a, err := f.register(t, name, head)
+	if err != nil {
+		t.Fatalf("registering %s: %v", name, err)
+	}
+	return a
+}
+
+// register opens a stream for name and sends Register with head; it returns the
+// stream, or the collector's refusal.
+func (f *fixture) register(t *testing.T, name string, head *tripwirev1.ChainHead) (*agentStream, error) {
+	t.Helper()
 	hc, err := pki.Issue(f.pkiDir, name, pki.IssueOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -97,18 +115,18 @@ func (f *fixture) connect(t *testing.T, name string) *agentStream {
 		t.Fatal(err)
 	}
 	if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Register{Register: &tripwirev1.Register{
-		ProtocolVersion: tripwirev1.ProtocolVersion, Host: &tripwirev1.HostFacts{Hostname: name},
+		ProtocolVersion: tripwirev1.ProtocolVersion, Host: &tripwirev1.HostFacts{Hostname: name}, Head: head,
 	}}}); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := stream.Recv()
 	if err != nil {
-		t.Fatalf("registering %s: %v", name, err)
+		return nil, err
 	}
 	if resp.GetRegistered().GetHostId() != hc.HostID {
 		t.Fatalf("registered as %q, want the certificate's host id %q", resp.GetRegistered().GetHostId(), hc.HostID)
 	}
-	return &agentStream{hostID: hc.HostID, stream: stream}
+	return &agentStream{hostID: hc.HostID, stream: stream}, nil
 }
 
 // send sends entries as one Arrow batch and returns the collector's answer.
@@ -213,6 +231,43 @@ func TestColumnsMustMatchPayload(t *testing.T) {
 			t.Errorf("%s altered: err = %v, want InvalidArgument naming seq 2 and %s", name, err, name)
 		}
 		a = f.connect(t, "web-03") // a refused batch ends the stream
+	}
+}
+
+// A chain that does not extend the stored one (rewound at registration, a different
+// entry at the stored head, or a batch that does not link to it) is refused with
+// FAILED_PRECONDITION, never silently dropped or mixed in.
+func TestForkedChainIsRefused(t *testing.T) {
+	f := newFixture(t)
+	a := f.connect(t, "web-04")
+	stored := events(storetest.NewChain(), 5)
+	if resp, err := a.send(t, stored); err != nil || resp.GetAck().GetSeq() != 5 {
+		t.Fatalf("storing 5: %v %v", resp, err)
+	}
+	other := events(storetest.NewChain(), 7) // same seqs, other contents: other hashes
+	for name, batch := range map[string][]batch.Entry{
+		"different entry at the head": other[3:6],
+		"not linked to the head":      other[5:7],
+	} {
+		a = f.connectHead(t, "web-04", &tripwirev1.ChainHead{Seq: 5, Hash: stored[4].Hash})
+		_, err := a.send(t, batch)
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "does not extend") {
+			t.Errorf("%s: err = %v, want FailedPrecondition saying the chain does not extend the stored one", name, err)
+		}
+	}
+	for name, head := range map[string]*tripwirev1.ChainHead{
+		"rewound":       {Seq: 2, Hash: stored[1].Hash},
+		"other at head": {Seq: 5, Hash: other[4].Hash},
+	} {
+		if _, err := f.register(t, "web-04", head); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("%s: registration err = %v, want FailedPrecondition", name, err)
+		}
+	}
+	if _, err := f.register(t, "web-04", &tripwirev1.ChainHead{Seq: 9, Hash: "x"}); err != nil {
+		t.Errorf("an agent ahead of the stored head was refused: %v", err)
+	}
+	if seq, hash, _ := f.store.Head(context.Background(), a.hostID); seq != 5 || hash != stored[4].Hash {
+		t.Errorf("stored head moved to %d %s", seq, hash)
 	}
 }
 
