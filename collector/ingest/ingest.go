@@ -235,8 +235,8 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 func forkMessage(agentSeq, storedHead uint64) string {
 	return fmt.Sprintf("the agent's chain (at seq %d) does not extend the chain this collector holds for the host (up to seq %d): "+
 		"the agent's audit log was truncated, replaced or reinstalled, or two agents share one certificate. "+
-		"Nothing is lost: the agent keeps its events. Preserve its audit directory as evidence, then issue a new certificate "+
-		"(a new host id, tripwire-collector pki issue) to start a fresh chain", agentSeq, storedHead)
+		"Nothing is lost: the agent keeps its events. Preserve its audit directory as evidence, then issue a certificate "+
+		"with a new host id (tripwire-collector pki issue --new-host-id) to start a fresh chain", agentSeq, storedHead)
 }
 
 // verifyLinks checks that entries are consecutive, that every hash recomputes from its

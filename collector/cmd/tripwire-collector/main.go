@@ -25,7 +25,9 @@ commands:
   serve  --config collector.yaml          run the collector (migrates the store's schema first)
   migrate --config collector.yaml         bring the configured store's schema up to date, and exit
   pki init  --dir DIR [--server-name N]   create a CA and the collector's server certificate
-  pki issue --dir DIR --host NAME         issue an agent certificate (DIR/NAME/agent.crt, agent.key, ca.crt)
+  pki issue --dir DIR --host NAME [--new-host-id]
+                                          issue an agent certificate (DIR/NAME/agent.crt, agent.key, ca.crt);
+                                          re-issuing keeps the host id unless --new-host-id
   alerts [--follow] [--url U] [--token T] list alerts, or follow them live as they arrive
   version                                 print the version
 `
@@ -153,13 +155,14 @@ func pkiCmd(args []string, stdout io.Writer) error {
 		return nil
 	case "issue":
 		host := fs.String("host", "", "the host's name (required)")
+		newID := fs.Bool("new-host-id", false, "give the host a new id (a fresh chain) instead of keeping the one in its existing certificate")
 		if err := fs.Parse(args[1:]); err != nil {
 			return usageError(err.Error())
 		}
 		if *host == "" {
 			return usageError("pki issue: --host is required")
 		}
-		hc, err := pki.Issue(*dir, *host, pki.IssueOptions{})
+		hc, err := pki.Issue(*dir, *host, pki.IssueOptions{NewHostID: *newID})
 		if err != nil {
 			return err
 		}
