@@ -26,10 +26,8 @@ func AlertFromEntry(hostname, hostID string, e batch.Entry) (a Alert, ok bool, e
 	if e.Kind != string(chain.KindEvent) {
 		return Alert{}, false, nil
 	}
-	var p struct {
-		Event json.RawMessage `json:"event"`
-	}
-	if err := json.Unmarshal(e.Payload, &p); err != nil {
+	detail, err := EventDetail(e.Payload)
+	if err != nil {
 		return Alert{}, false, fmt.Errorf("decoding payload of seq %d: %w", e.Seq, err)
 	}
 	return Alert{
@@ -41,6 +39,22 @@ func AlertFromEntry(hostname, hostID string, e batch.Entry) (a Alert, ok bool, e
 		TripwireType: e.Type,
 		RuleName:     e.Rule,
 		Severity:     e.Severity,
-		EventDetail:  RawJSON(p.Event),
+		EventDetail:  detail,
 	}, true, nil
+}
+
+// EventDetail returns the exact text of a payload's "event" member (nil when it has
+// none): the alert's event_detail, byte for byte as hashed, on every backend and on the
+// live stream alike.
+func EventDetail(payload []byte) (RawJSON, error) {
+	var p struct {
+		Event json.RawMessage `json:"event"`
+	}
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return nil, err
+	}
+	if len(p.Event) == 0 {
+		return nil, nil
+	}
+	return RawJSON(p.Event), nil
 }

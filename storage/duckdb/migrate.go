@@ -7,20 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path"
-	"slices"
-	"strconv"
-	"strings"
 
 	schema "github.com/tripwire-project/tripwire/sql/duckdb"
+	"github.com/tripwire-project/tripwire/storage"
 )
 
-// migration is one schema step read from sql/duckdb.
-type migration struct {
-	version int
-	name    string // file name
-	sql     string
-}
 
 // SchemaTooNewError is returned by Open for a file whose schema was migrated by a newer
 // build than this one: this build would not know how to use it.
@@ -34,34 +25,6 @@ func (e *SchemaTooNewError) Error() string {
 	return fmt.Sprintf("database schema is at version %d but this build knows versions up to %d: run a collector at least as new as the one that wrote the file", e.Version, e.Known)
 }
 
-// loadMigrations reads the NNNN_title.sql files of fsys in version order.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("listing migrations: %w", err)
-	}
-	var ms []migration
-	for _, name := range names {
-		prefix, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %q: name must be NNNN_title.sql with NNNN > 0", name)
-		}
-		data, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, fmt.Errorf("reading migration %q: %w", name, err)
-		}
-		ms = append(ms, migration{version: v, name: path.Base(name), sql: string(data)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %q and %q share version %d", ms[i-1].name, ms[i].name, ms[i].version)
-		}
-	}
-	return ms, nil
-}
-
 // migrate applies, in order, each migration of sql/duckdb that the database has not
 // recorded in schema_migrations, each in its own transaction with its record. Running it
 // again on an up-to-date database changes nothing.
@@ -70,7 +33,7 @@ func migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
 }
 
 func migrateFS(ctx context.Context, db *sql.DB, fsys fs.FS, logger *slog.Logger) error {
-	ms, err := loadMigrations(fsys)
+	ms, err := storage.LoadMigrations(fsys)
 	if err != nil {
 		return err
 	}
@@ -101,43 +64,43 @@ func migrateFS(ctx context.Context, db *sql.DB, fsys fs.FS, logger *slog.Logger)
 	}
 	known := 0
 	if len(ms) > 0 {
-		known = ms[len(ms)-1].version
+		known = ms[len(ms)-1].Version
 	}
 	if maxApplied > known {
 		return &SchemaTooNewError{Version: maxApplied, Known: known}
 	}
 	for _, m := range ms {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
 		if err := applyMigration(ctx, db, m); err != nil {
 			return err
 		}
-		logger.Info("applied schema migration", "version", m.version, "file", m.name)
+		logger.Info("applied schema migration", "version", m.Version, "file", m.Name)
 	}
 	return nil
 }
 
-func applyMigration(ctx context.Context, db *sql.DB, m migration) (err error) {
+func applyMigration(ctx context.Context, db *sql.DB, m storage.Migration) (err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("applying migration %s: %w", m.name, err)
+		return fmt.Errorf("applying migration %s: %w", m.Name, err)
 	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, tx.Rollback())
 		}
 	}()
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return fmt.Errorf("applying migration %s: %w", m.name, err)
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return fmt.Errorf("applying migration %s: %w", m.Name, err)
 	}
 	if _, err := tx.ExecContext(ctx,
 		"INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, now())",
-		m.version, m.name); err != nil {
-		return fmt.Errorf("recording migration %s: %w", m.name, err)
+		m.Version, m.Name); err != nil {
+		return fmt.Errorf("recording migration %s: %w", m.Name, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing migration %s: %w", m.name, err)
+		return fmt.Errorf("committing migration %s: %w", m.Name, err)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package duckdb
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -148,17 +147,11 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 
 // eventDetail returns the text of the payload's "event" member, or nil.
 func (s *Store) eventDetail(hostID string, seq uint64, payload string) storage.RawJSON {
-	var p struct {
-		Event json.RawMessage `json:"event"`
-	}
-	if err := json.Unmarshal([]byte(payload), &p); err != nil {
+	detail, err := storage.EventDetail([]byte(payload))
+	if err != nil {
 		s.logger.Debug("event payload is not JSON", "host_id", hostID, "seq", seq, "err", err)
-		return nil
 	}
-	if len(p.Event) == 0 {
-		return nil
-	}
-	return storage.RawJSON(p.Event)
+	return detail
 }
 
 // Audit returns the chain entries matching f in (host_id, seq) order, with their

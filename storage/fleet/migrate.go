@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,14 +12,9 @@ import (
 
 	chschema "github.com/tripwire-project/tripwire/sql/clickhouse"
 	pgschema "github.com/tripwire-project/tripwire/sql/postgres"
+	"github.com/tripwire-project/tripwire/storage"
 )
 
-// migration is one schema step read from sql/postgres or sql/clickhouse.
-type migration struct {
-	version int
-	name    string // file name
-	sql     string
-}
 
 // SchemaTooNewError is returned by Open for a database migrated by a newer build than
 // this one: this build would not know how to use it.
@@ -65,39 +57,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	return s.migrateClickHouse(ctx, chschema.Migrations)
 }
 
-// loadMigrations reads the NNNN_title.sql files of fsys in version order.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("listing migrations: %w", err)
-	}
-	var ms []migration
-	for _, name := range names {
-		prefix, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %q: name must be NNNN_title.sql with NNNN > 0", name)
-		}
-		data, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, fmt.Errorf("reading migration %q: %w", name, err)
-		}
-		ms = append(ms, migration{version: v, name: path.Base(name), sql: string(data)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %q and %q share version %d", ms[i-1].name, ms[i].name, ms[i].version)
-		}
-	}
-	return ms, nil
-}
-
 // pending returns the migrations of ms not in applied, or a SchemaTooNewError.
-func pending(engine string, ms []migration, applied map[int]bool) ([]migration, error) {
+func pending(engine string, ms []storage.Migration, applied map[int]bool) ([]storage.Migration, error) {
 	known, maxApplied := 0, 0
 	if len(ms) > 0 {
-		known = ms[len(ms)-1].version
+		known = ms[len(ms)-1].Version
 	}
 	for v := range applied {
 		maxApplied = max(maxApplied, v)
@@ -105,9 +69,9 @@ func pending(engine string, ms []migration, applied map[int]bool) ([]migration, 
 	if maxApplied > known {
 		return nil, &SchemaTooNewError{Engine: engine, Version: maxApplied, Known: known}
 	}
-	var out []migration
+	var out []storage.Migration
 	for _, m := range ms {
-		if !applied[m.version] {
+		if !applied[m.Version] {
 			out = append(out, m)
 		}
 	}
@@ -117,7 +81,7 @@ func pending(engine string, ms []migration, applied map[int]bool) ([]migration, 
 // migratePostgres applies each pending migration in its own transaction, with its
 // record in schema_migrations.
 func (s *Store) migratePostgres(ctx context.Context, conn *pgx.Conn, fsys fs.FS) error {
-	ms, err := loadMigrations(fsys)
+	ms, err := storage.LoadMigrations(fsys)
 	if err != nil {
 		return fmt.Errorf("PostgreSQL %w", err)
 	}
@@ -148,25 +112,25 @@ func (s *Store) migratePostgres(ctx context.Context, conn *pgx.Conn, fsys fs.FS)
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			// No arguments: pgx sends the file with the simple protocol, every statement
 			// of it in this transaction.
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())", m.version, m.name)
+			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())", m.Version, m.Name)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("applying PostgreSQL migration %s: %w", m.name, err)
+			return fmt.Errorf("applying PostgreSQL migration %s: %w", m.Name, err)
 		}
-		s.logger.Info("applied schema migration", "engine", "postgresql", "version", m.version, "file", m.name)
+		s.logger.Info("applied schema migration", "engine", "postgresql", "version", m.Version, "file", m.Name)
 	}
 	return nil
 }
 
 // migrateClickHouse applies each pending migration statement by statement, then records
-// it. ClickHouse has no transactional DDL: a migration cut short is not recorded and is
+// it. ClickHouse has no transactional DDL: a storage.Migration cut short is not recorded and is
 // applied again whole, which its idempotent statements allow.
 func (s *Store) migrateClickHouse(ctx context.Context, fsys fs.FS) error {
-	ms, err := loadMigrations(fsys)
+	ms, err := storage.LoadMigrations(fsys)
 	if err != nil {
 		return fmt.Errorf("ClickHouse %w", err)
 	}
@@ -198,22 +162,22 @@ func (s *Store) migrateClickHouse(ctx context.Context, fsys fs.FS) error {
 		return err
 	}
 	for _, m := range todo {
-		for i, stmt := range statements(m.sql) {
+		for i, stmt := range statements(m.SQL) {
 			if err := s.ch.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("applying ClickHouse migration %s, statement %d: %w", m.name, i+1, err)
+				return fmt.Errorf("applying ClickHouse migration %s, statement %d: %w", m.Name, i+1, err)
 			}
 		}
 		b, err := s.ch.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, applied_at)")
 		if err == nil {
-			err = b.Append(uint32(m.version), m.name, time.Now())
+			err = b.Append(uint32(m.Version), m.Name, time.Now())
 		}
 		if err == nil {
 			err = b.Send()
 		}
 		if err != nil {
-			return fmt.Errorf("recording ClickHouse migration %s: %w", m.name, err)
+			return fmt.Errorf("recording ClickHouse migration %s: %w", m.Name, err)
 		}
-		s.logger.Info("applied schema migration", "engine", "clickhouse", "version", m.version, "file", m.name)
+		s.logger.Info("applied schema migration", "engine", "clickhouse", "version", m.Version, "file", m.Name)
 	}
 	return nil
 }
