@@ -12,7 +12,6 @@ import (
 	"github.com/tripwire-project/tripwire/storage"
 )
 
-
 // SchemaTooNewError is returned by Open for a file whose schema was migrated by a newer
 // build than this one: this build would not know how to use it.
 type SchemaTooNewError struct {

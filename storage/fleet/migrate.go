@@ -15,7 +15,6 @@ import (
 	"github.com/tripwire-project/tripwire/storage"
 )
 
-
 // SchemaTooNewError is returned by Open for a database migrated by a newer build than
 // this one: this build would not know how to use it.
 type SchemaTooNewError struct {
