@@ -93,9 +93,7 @@ func TestCollectorOutageLosesNothing(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
 	e.startCollector()
-	decoy := filepath.Join(e.dir, "decoy")
-	writeFile(t, decoy, "x\n")
-	cfg, hz := e.agentConfig("web-02", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: WARN}", decoy))
+	decoy, cfg, hz := e.decoyAgentConfig("web-02", "WARN")
 	e.startAgent(cfg, hz)
 	waitFor(t, 5*time.Second, "agent connected", func() (bool, string) {
 		var h struct {
@@ -159,9 +157,7 @@ func TestAuditChainTamperAndTornTail(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
 	e.startCollector()
-	decoy := filepath.Join(e.dir, "decoy")
-	writeFile(t, decoy, "x\n")
-	cfg, hz := e.agentConfig("web-03", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: INFO}", decoy))
+	decoy, cfg, hz := e.decoyAgentConfig("web-03", "INFO")
 	agent := e.startAgent(cfg, hz)
 	for range 5 {
 		asNobody(t, "cat", decoy)
@@ -285,9 +281,7 @@ func TestFullDiskDelaysButLosesNothing(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
 	e.startCollector()
-	decoy := filepath.Join(e.dir, "decoy")
-	writeFile(t, decoy, "x\n")
-	cfg, hz := e.agentConfig("web-04", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: WARN}", decoy))
+	decoy, cfg, hz := e.decoyAgentConfig("web-04", "WARN")
 	auditDir := filepath.Join(e.dir, "audit-web-04")
 	if err := os.MkdirAll(auditDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -361,9 +355,7 @@ func TestFullDiskDelaysButLosesNothing(t *testing.T) {
 func TestFsnotifyFallbackSaysWhatItMisses(t *testing.T) {
 	e := newEnv(t)
 	e.startCollector()
-	decoy := filepath.Join(e.dir, "decoy")
-	writeFile(t, decoy, "x\n")
-	cfg, hz := e.agentConfig("web-05", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: WARN}", decoy))
+	decoy, cfg, hz := e.decoyAgentConfig("web-05", "WARN")
 	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -397,9 +389,7 @@ func TestAlertsFollow(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
 	e.startCollector()
-	decoy := filepath.Join(e.dir, "decoy")
-	writeFile(t, decoy, "x\n")
-	cfg, hz := e.agentConfig("web-06", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: CRITICAL}", decoy))
+	decoy, cfg, hz := e.decoyAgentConfig("web-06", "CRITICAL")
 	e.startAgent(cfg, hz)
 	out := filepath.Join(e.dir, "follow.out")
 	f, err := os.Create(out)
@@ -444,9 +434,7 @@ func TestWipedChainIsRefusedNotDropped(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
 	e.startCollector()
-	decoy := filepath.Join(e.dir, "decoy")
-	writeFile(t, decoy, "x\n")
-	cfg, hz := e.agentConfig("web-08", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: WARN}", decoy))
+	decoy, cfg, hz := e.decoyAgentConfig("web-08", "WARN")
 	agent := e.startAgent(cfg, hz)
 	for range 3 {
 		asNobody(t, "cat", decoy)

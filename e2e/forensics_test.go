@@ -20,9 +20,7 @@ func TestForensicExportOfRealChain(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
 	e.startCollector()
-	decoy := filepath.Join(e.dir, "decoy")
-	writeFile(t, decoy, "x\n")
-	cfg, hz := e.agentConfig("web-07", fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: CRITICAL}", decoy))
+	decoy, cfg, hz := e.decoyAgentConfig("web-07", "CRITICAL")
 	agent := e.startAgent(cfg, hz)
 	var pids []int
 	for range 3 {

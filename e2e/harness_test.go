@@ -52,7 +52,7 @@ func requireRoot(t *testing.T) {
 	if os.Getenv("CI") != "" {
 		t.Fatal("this test needs root (fanotify, running commands as user nobody); CI runs as root")
 	}
-	t.Skip("needs root: run `sudo make test` (fanotify and running commands as user nobody)")
+	t.Skip("needs root (skipped outside CI only): run `sudo make test` (fanotify and running commands as user nobody)")
 }
 
 func freeAddr(t *testing.T) string {
@@ -209,6 +209,16 @@ rules:
   - %s
 `, host, e.grpcAddr, host, host, host, host, healthz, strings.Join(rules, "\n  - ")))
 	return cfgPath, healthz
+}
+
+// decoyAgentConfig makes a world-readable decoy file and an agent config for host with
+// one file rule "decoy" of the given severity on it.
+func (e *env) decoyAgentConfig(host, severity string) (decoy, cfgPath, healthz string) {
+	e.t.Helper()
+	decoy = filepath.Join(e.dir, "decoy")
+	writeFile(e.t, decoy, "x\n")
+	cfgPath, healthz = e.agentConfig(host, fmt.Sprintf("{name: decoy, type: file, paths: [%s], severity: %s}", decoy, severity))
+	return decoy, cfgPath, healthz
 }
 
 func (e *env) startAgent(cfgPath, healthz string) *proc {

@@ -65,7 +65,7 @@ func startFanotify(t *testing.T, rules []FileRule, opts Options) (FileWatcher, *
 	}
 	if err != nil {
 		if os.Getenv("CI") == "" {
-			t.Skipf("fanotify with permission events unavailable: %v", err)
+			t.Skipf("fanotify with permission events unavailable (skipped outside CI only): %v", err)
 		}
 		t.Fatalf("fanotify with permission events unavailable: %v", err)
 	}
@@ -233,7 +233,7 @@ func TestFanotifyLossIsReported(t *testing.T) {
 		}})
 	if err != nil {
 		if os.Getenv("CI") == "" {
-			t.Skipf("fanotify unavailable: %v", err)
+			t.Skipf("fanotify unavailable (skipped outside CI only): %v", err)
 		}
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestFanotifyCloseWithoutRun(t *testing.T) {
 	w, err := NewFileWatcher([]FileRule{{Name: "d", Paths: []string{decoy}}}, Options{ForceMode: ModeFanotify})
 	if err != nil {
 		if os.Getenv("CI") == "" {
-			t.Skipf("fanotify unavailable: %v", err)
+			t.Skipf("fanotify unavailable (skipped outside CI only): %v", err)
 		}
 		t.Fatal(err)
 	}
