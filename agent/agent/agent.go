@@ -12,6 +12,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,8 +23,9 @@ import (
 	"github.com/tripwire-project/tripwire/agent/audit"
 	"github.com/tripwire-project/tripwire/agent/config"
 	"github.com/tripwire-project/tripwire/agent/healthz"
+	"github.com/tripwire-project/tripwire/agent/redact"
+	"github.com/tripwire-project/tripwire/agent/sigwatch"
 	"github.com/tripwire-project/tripwire/agent/transport"
-	"github.com/tripwire-project/tripwire/agent/watcher"
 	"github.com/tripwire-project/tripwire/internal/version"
 	"github.com/tripwire-project/tripwire/proto/chain"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
@@ -36,15 +40,22 @@ const shutdownGrace = 5 * time.Second
 // Agent is a configured, started-up agent: its watchers are already watching when New
 // returns, so nothing that happens after New is missed.
 type Agent struct {
-	cfg     *config.Config
-	logger  *slog.Logger
-	chain   *durableChain
-	file    watcher.FileWatcher
-	tls     *transport.ClientTLS
-	shipper *transport.Shipper
-	healthL net.Listener
-	events  chan chain.Event
-	started time.Time
+	cfg      *config.Config
+	logger   *slog.Logger
+	chain    *durableChain
+	watchers []*namedWatcher
+	signals  *sigwatch.Watcher // nil when signal senders cannot be traced here
+	sigErr   string            // why signals is nil
+	filter   *filter
+	metrics  *agentMetrics
+	notices  chan chain.Payload // signal records, merged into the chain by the pipeline
+	tls      *transport.ClientTLS
+	shipper  *transport.Shipper
+	healthL  net.Listener
+	events   chan chain.Event
+	started  time.Time
+
+	signalsLostSeen uint64 // pipeline goroutine only
 
 	lastAlert  atomic.Int64 // unix nanos of the last event written
 	chainErr   atomic.Value // string: why the chain cannot be written now, "" when it can
@@ -57,7 +68,7 @@ func New(cfg *config.Config, logger *slog.Logger) (_ *Agent, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, logger: logger, events: make(chan chain.Event, 8192), started: time.Now()}
+	a := &Agent{cfg: cfg, logger: logger, events: make(chan chain.Event, 8192), notices: make(chan chain.Payload, 64), started: time.Now()}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -80,24 +91,32 @@ func New(cfg *config.Config, logger *slog.Logger) (_ *Agent, err error) {
 	}
 	closers = append(closers, func() { a.chain.Close() })
 
-	var rules []watcher.FileRule
-	for _, r := range cfg.Rules {
-		if r.Type == "file" {
-			rules = append(rules, watcher.FileRule{Name: r.Name, Severity: r.Severity, Paths: r.Paths})
+	red, err := redact.New(cfg.Redact.Patterns, cfg.Redact.NoDefaults)
+	if err != nil {
+		return nil, err
+	}
+	a.filter = newFilter(cfg.Rules, red)
+	a.watchers, err = newWatchers(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() {
+		for _, w := range a.watchers {
+			w.Close()
+		}
+	})
+	for _, w := range a.watchers {
+		if d := w.Degraded(); d != "" {
+			logger.Warn("watcher degraded", "watcher", w.name, "mode", w.Mode(), "reason", d)
 		}
 	}
-	mode := cfg.Watchers.File.Mode
-	if mode == "auto" {
-		mode = ""
+	if a.signals, err = sigwatch.Start(os.Getpid(), ""); err != nil {
+		a.sigErr = err.Error()
+		logger.Warn("signal senders will not be recorded", "err", err)
+	} else {
+		closers = append(closers, func() { a.signals.Close() })
 	}
-	a.file, err = watcher.NewFileWatcher(rules, watcher.Options{ForceMode: mode, Logger: logger.With("component", "file-watcher")})
-	if err != nil {
-		return nil, fmt.Errorf("starting file watcher: %w", err)
-	}
-	closers = append(closers, func() { a.file.Close() })
-	if d := a.file.Degraded(); d != "" {
-		logger.Warn("file watcher degraded", "mode", a.file.Mode(), "reason", d)
-	}
+	a.metrics = newAgentMetrics(a)
 
 	a.healthL, err = net.Listen("tcp", cfg.Healthz)
 	if err != nil {
@@ -121,7 +140,38 @@ func (a *Agent) HealthzAddr() string { return a.healthL.Addr().String() }
 func (a *Agent) ReloadTLS() error { return a.tls.Reload() }
 
 func (a *Agent) watcherStatus() []*tripwirev1.WatcherStatus {
-	return []*tripwirev1.WatcherStatus{{Name: "file", Mode: a.file.Mode(), DegradedReason: a.file.Degraded()}}
+	var out []*tripwirev1.WatcherStatus
+	for _, r := range a.watcherReports() {
+		out = append(out, &tripwirev1.WatcherStatus{Name: r.Name, Mode: r.Mode, DegradedReason: r.Degraded})
+	}
+	return out
+}
+
+// watcherReports says how each watcher runs, the signal tracer included.
+func (a *Agent) watcherReports() []healthz.WatcherReport {
+	var out []healthz.WatcherReport
+	for _, w := range a.watchers {
+		out = append(out, healthz.WatcherReport{Name: w.name, Mode: w.Mode(), Degraded: w.Degraded()})
+	}
+	if a.signals != nil {
+		out = append(out, healthz.WatcherReport{Name: "signals", Mode: "ebpf"})
+	} else {
+		out = append(out, healthz.WatcherReport{Name: "signals", Mode: "none", Degraded: a.sigErr})
+	}
+	return out
+}
+
+// modes describes every watcher's mode for the start notice.
+func (a *Agent) modes() string {
+	var parts []string
+	for _, r := range a.watcherReports() {
+		p := r.Name + "=" + r.Mode
+		if r.Degraded != "" {
+			p += " (degraded: " + r.Degraded + ")"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Run records the start in the chain, then watches, writes and ships until ctx ends, and
@@ -130,11 +180,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.chain.Close()
 	if err := a.chain.Append(chain.Payload{Kind: chain.KindAgent, Notice: &chain.Notice{
 		What:    "agent_started",
-		Message: fmt.Sprintf("tripwire %s started; file watcher mode %s %s", version.Version, a.file.Mode(), a.file.Degraded()),
+		Message: fmt.Sprintf("tripwire %s started; watchers: %s", version.Version, a.modes()),
 	}}); err != nil {
 		return fmt.Errorf("recording start in the audit chain: %w", err)
 	}
-	hs := &http.Server{Handler: healthz.Handler(a.report), ReadHeaderTimeout: 5 * time.Second}
+	if err := a.recordPreviousSignals(); err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", healthz.Handler(a.report))
+	mux.Handle("/metrics", a.metrics.handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
@@ -142,11 +198,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	pipelineDone := make(chan struct{})
 	g.Go(func() error { // watchers stop only after ctx ends, then the pipeline drains
 		defer close(a.events)
-		err := a.file.Run(watchCtx, a.events)
-		if err != nil && watchCtx.Err() == nil {
-			return fmt.Errorf("file watcher: %w", err)
-		}
-		return nil
+		return a.runWatchers(watchCtx)
 	})
 	g.Go(func() error {
 		defer close(pipelineDone)
@@ -179,36 +231,32 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-// pipeline writes watcher events into the chain, as many as are waiting per fsync, and
-// records watcher losses as gap entries, checked with every write and every second.
+// pipeline writes watcher events and signal records into the chain, as many as are
+// waiting per fsync, after the filter (allowlists, redaction), and records watcher
+// losses as gap entries, checked with every write and every second.
 func (a *Agent) pipeline() error {
-	var lostSeen uint64
-	// gap appends a gap entry when the watcher has lost events since the last look.
-	gap := func(buf []chain.Payload) []chain.Payload {
-		if lost := a.file.Lost(); lost > lostSeen {
-			buf = append(buf, chain.Payload{Kind: chain.KindGap, Notice: &chain.Notice{
-				What: "watcher_loss", Lost: lost - lostSeen,
-				Message: "the file watcher lost events (kernel queue overflow, full buffer or shutdown)",
-			}})
-			lostSeen = lost
-		}
-		return buf
-	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	buf := make([]chain.Payload, 0, pipelineBatch+2)
+	buf := make([]chain.Payload, 0, pipelineBatch+len(a.watchers)+2)
+	event := func(ev chain.Event) {
+		a.metrics.seen(ev)
+		if a.filter.pass(&ev) {
+			buf = append(buf, chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &ev})
+		}
+	}
 	for {
 		buf = buf[:0]
 		select {
 		case ev, ok := <-a.events:
 			if !ok {
-				// Losses at shutdown come after the last event.
-				if buf = gap(buf); len(buf) > 0 {
+				// Losses and signals at shutdown come after the last event.
+				buf = a.drainNotices(a.gaps(buf))
+				if len(buf) > 0 {
 					return a.appendDurably(buf)
 				}
 				return nil
 			}
-			buf = append(buf, chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &ev})
+			event(ev)
 		drain:
 			for len(buf) < pipelineBatch {
 				select {
@@ -216,14 +264,16 @@ func (a *Agent) pipeline() error {
 					if !ok {
 						break drain
 					}
-					buf = append(buf, chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &more})
+					event(more)
 				default:
 					break drain
 				}
 			}
+		case n := <-a.notices:
+			buf = append(buf, n)
 		case <-tick.C:
 		}
-		if buf = gap(buf); len(buf) == 0 {
+		if buf = a.gaps(buf); len(buf) == 0 {
 			continue
 		}
 		if err := a.appendDurably(buf); err != nil {
@@ -236,8 +286,42 @@ func (a *Agent) pipeline() error {
 			}
 			return err
 		}
-		if buf[0].Kind == chain.KindEvent {
+		if slices.ContainsFunc(buf, func(p chain.Payload) bool { return p.Kind == chain.KindEvent }) {
 			a.lastAlert.Store(time.Now().UnixNano())
+		}
+	}
+}
+
+// gaps appends a gap entry for each watcher that lost events since the last look.
+func (a *Agent) gaps(buf []chain.Payload) []chain.Payload {
+	for _, w := range a.watchers {
+		if lost := w.Lost(); lost > w.lostSeen {
+			buf = append(buf, chain.Payload{Kind: chain.KindGap, Notice: &chain.Notice{
+				What: "watcher_loss", Lost: lost - w.lostSeen,
+				Message: fmt.Sprintf("the %s watcher (%s) lost events: kernel queue or ring buffer overflow, full buffer or shutdown", w.name, w.Mode()),
+			}})
+			w.lostSeen = lost
+		}
+	}
+	if a.signals != nil {
+		if lost := a.signals.Lost(); lost > a.signalsLostSeen {
+			buf = append(buf, chain.Payload{Kind: chain.KindGap, Notice: &chain.Notice{
+				What: "watcher_loss", Lost: lost - a.signalsLostSeen,
+				Message: "the signal tracer's ring buffer overflowed: signals sent to the agent went unrecorded",
+			}})
+			a.signalsLostSeen = lost
+		}
+	}
+	return buf
+}
+
+func (a *Agent) drainNotices(buf []chain.Payload) []chain.Payload {
+	for {
+		select {
+		case n := <-a.notices:
+			buf = append(buf, n)
+		default:
+			return buf
 		}
 	}
 }
@@ -304,15 +388,18 @@ func (a *Agent) report() healthz.Report {
 		Status: "ok", Version: version.Version, Host: a.cfg.Host,
 		UptimeS: int64(time.Since(a.started).Seconds()), HeadSeq: head, AckedSeq: acked,
 		QueueDepth: head - min(acked, head), AuditBytes: a.chain.SizeBytes(),
-		Watchers:  []healthz.WatcherReport{{Name: "file", Mode: a.file.Mode(), Degraded: a.file.Degraded()}},
-		Collector: a.shipper.Status(),
+		Watchers:   a.watcherReports(),
+		Suppressed: a.filter.suppressedByRule(),
+		Collector:  a.shipper.Status(),
 	}
 	if n := a.lastAlert.Load(); n != 0 {
 		t := time.Unix(0, n).UTC()
 		r.LastAlertAt = &t
 	}
-	if a.file.Degraded() != "" {
-		r.Status = "degraded"
+	for _, w := range r.Watchers {
+		if w.Degraded != "" {
+			r.Status = "degraded"
+		}
 	}
 	if msg, _ := a.chainErr.Load().(string); msg != "" {
 		r.Status = "degraded"

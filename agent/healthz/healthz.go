@@ -25,7 +25,9 @@ type Report struct {
 	// retried); empty when it can.
 	AuditError string          `json:"audit_error,omitempty"`
 	Watchers   []WatcherReport `json:"watchers"`
-	Collector  any             `json:"collector"`
+	// Suppressed counts, per rule, the hits its allowlist kept out of the chain.
+	Suppressed map[string]uint64 `json:"suppressed,omitempty"`
+	Collector  any               `json:"collector"`
 }
 
 // WatcherReport says how one watcher runs.
@@ -38,7 +40,7 @@ type WatcherReport struct {
 // Handler serves the report built by report on every request.
 func Handler(report func() Report) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		rep := report()
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -15,8 +15,6 @@ package sigwatch
 import (
 	"fmt"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // DefaultPinDir is where the ring of kept records is pinned.
@@ -42,14 +40,4 @@ func (s Signal) Describe() string {
 		from = "the kernel (in the context of " + from + ")"
 	}
 	return fmt.Sprintf("%s sent to agent pid %d by %s", s.Name, s.TargetPID, from)
-}
-
-// Fatal says the signal stops the agent without letting it record anything itself.
-func (s Signal) Fatal() bool { return s.Sig == int(unix.SIGKILL) || s.Sig == int(unix.SIGSTOP) }
-
-func signalName(sig int) string {
-	if n := unix.SignalName(unix.Signal(sig)); n != "" {
-		return n
-	}
-	return fmt.Sprintf("signal %d", sig)
 }

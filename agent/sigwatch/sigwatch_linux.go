@@ -226,3 +226,13 @@ func ensureBPFFS(dir string) error {
 	}
 	return nil
 }
+
+// Fatal says the signal stops the agent without letting it record anything itself.
+func (s Signal) Fatal() bool { return s.Sig == int(unix.SIGKILL) || s.Sig == int(unix.SIGSTOP) }
+
+func signalName(sig int) string {
+	if n := unix.SignalName(unix.Signal(sig)); n != "" {
+		return n
+	}
+	return fmt.Sprintf("signal %d", sig)
+}

@@ -21,3 +21,6 @@ func (w *Watcher) Run(ctx context.Context, drain time.Duration, fn func(Signal))
 func (w *Watcher) Forget(s Signal) error                                               { return nil }
 func (w *Watcher) Lost() uint64                                                        { return 0 }
 func (w *Watcher) Close() error                                                        { return nil }
+
+// Fatal is never true where no signal is traced.
+func (s Signal) Fatal() bool { return false }

@@ -130,8 +130,13 @@ type Event struct {
 	FirstBytes string `json:"first_bytes,omitempty"`
 
 	// Missing names the fields this watcher mode cannot provide (e.g. "pid" under
-	// fsnotify), so that an empty field is never mistaken for a known-empty one.
+	// fsnotify), so that an empty field is never mistaken for a known-empty one. With
+	// Source it is the event's capability mask: every field of the event's type not
+	// named here is authoritative on this platform.
 	Missing []string `json:"missing,omitempty"`
+	// Redacted says secrets were cut out of Cmdline or FirstBytes before the event was
+	// recorded (see agent/redact).
+	Redacted bool `json:"redacted,omitempty"`
 }
 
 // Anchor opens a segment and names where the previous segment ended.
@@ -152,4 +157,18 @@ type Notice struct {
 	Bytes int64 `json:"bytes,omitempty"`
 	// Segment names the segment file concerned, where there is one.
 	Segment string `json:"segment,omitempty"`
+	// Signal is the signal a "signal_received" or "signal_before_start" notice records.
+	Signal *Signal `json:"signal,omitempty"`
+}
+
+// Signal is a signal sent to the agent, and who sent it.
+type Signal struct {
+	Name       string    `json:"name"` // e.g. SIGKILL
+	Number     int       `json:"number"`
+	Code       int       `json:"code"` // si_code: 0 kill(2), -6 tkill(2), 128 the kernel
+	At         time.Time `json:"at"`
+	TargetPID  int32     `json:"target_pid"` // the agent process
+	SenderPID  int32     `json:"sender_pid"`
+	SenderUID  int64     `json:"sender_uid"`
+	SenderComm string    `json:"sender_comm"`
 }

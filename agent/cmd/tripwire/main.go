@@ -1,6 +1,6 @@
 // Command tripwire is the host agent: it sets file tripwires, writes every hit into a
 // hash-chained audit log, and ships the log to a collector over mutual TLS.
-// Subcommands: start, audit verify, version.
+// Subcommands: start, audit verify, doctor, version.
 package main
 
 import (
@@ -25,6 +25,8 @@ const usage = `usage: tripwire <command> [flags]
 commands:
   start --config config.yaml     run the agent
   audit verify --dir DIR         verify an audit chain; prints the first bad seq and exits 1
+  doctor [--config config.yaml]  show the kernel, each watcher's mode and the capability
+                                 that would enable a better one; exits 1 when degraded
   version                        print the version
 `
 
@@ -63,6 +65,8 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 			return usageError("audit needs a subcommand: verify")
 		}
 		return verify(args[2:], stdout)
+	case "doctor":
+		return doctor(args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, version.Version)
 		return nil
@@ -122,5 +126,29 @@ func verify(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "ok: %d entries in %d segments verify; last seq %d, hash %s\n", rep.Entries, rep.Segments, rep.LastSeq, rep.LastHash)
+	return nil
+}
+
+func doctor(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "check the watchers this config needs (default: one probe rule per watcher)")
+	if err := fs.Parse(args); err != nil {
+		return usageError(err.Error())
+	}
+	var cfg *config.Config
+	if *cfgPath != "" {
+		var err error
+		if cfg, err = config.Load(*cfgPath); err != nil {
+			return err
+		}
+	}
+	rep, err := agent.DoctorWith(cfg)
+	if err != nil {
+		return err
+	}
+	rep.Print(stdout)
+	if rep.Degraded() {
+		return errors.New("degraded: see above")
+	}
 	return nil
 }
