@@ -15,6 +15,7 @@ const (
 	accWrite
 	accCloseWrite
 	accCloseNoWrite
+	accExec
 
 	accClose = accCloseWrite | accCloseNoWrite
 )
@@ -36,14 +37,26 @@ type snapshot struct {
 	err  error
 }
 
-// rawEvent is one kernel notification as the reader hands it to Run.
+// rawEvent is one kernel notification as a reader hands it to Run: an access (acc set)
+// from the permission group, or a directory entry change (entry set) from the
+// name-reporting group.
 type rawEvent struct {
-	acc  access
-	pid  int32
-	file fileID
-	path string
-	at   time.Time
-	snap *snapshot // set on opens
+	acc   access
+	pid   int32
+	file  fileID
+	path  string
+	at    time.Time
+	snap  *snapshot // set on opens, execs and entry changes
+	entry *entryChange
+}
+
+// entryChange is a create, remove, rename or attribute change seen in a watched
+// directory, already matched to its rules by the reader.
+type entryChange struct {
+	op    string
+	from  string // OpRename: the old path (path is the new one)
+	isDir bool
+	rules []ruleRef
 }
 
 // emission is one coalesced event, before rule matching and enrichment.
@@ -53,6 +66,8 @@ type emission struct {
 	op    string
 	count uint64
 	snap  *snapshot
+	from  string    // OpRename: the old path
+	rules []ruleRef // already matched (entry changes), else nil
 }
 
 type pendingOp struct {
@@ -76,6 +91,7 @@ type session struct {
 	lastSeen     time.Time
 	read, write  pendingOp
 	openReported bool
+	exec         bool
 }
 
 // coalescer turns a stream of notifications into one event per operation per session:
@@ -84,7 +100,9 @@ type session struct {
 // notifications seen until then; later ones in the same session are counted and not
 // sent. A session in which nothing is read or written is reported as OpOpen (or
 // OpCloseWrite when it was opened for writing) when closed or openGrace after the
-// open. A coalescer is used by one goroutine.
+// open. A session that executes the file is reported once, as OpExec, at once: what
+// follows in it (the loader's reads, the mapping held until exit) is the exec itself.
+// A coalescer is used by one goroutine.
 type coalescer struct {
 	window, openGrace time.Duration
 	sessions          map[sessionKey]*session
@@ -111,6 +129,19 @@ func (c *coalescer) add(ev rawEvent, emit func(emission)) {
 	}
 	if ev.acc&accOpen != 0 {
 		s.opens++
+	}
+	if ev.acc&accExec != 0 && !s.exec {
+		s.exec, s.openReported = true, true
+		emit(emission{key: k, path: s.path, op: OpExec, count: 1, snap: s.snap})
+	}
+	if s.exec {
+		// Reads by the loader, the close at exit: all part of the exec reported.
+		if ev.acc&accClose != 0 {
+			if s.opens--; s.opens <= 0 {
+				delete(c.sessions, k)
+			}
+		}
+		return
 	}
 	if ev.acc&accRead != 0 {
 		bump(&s.read, ev.at)

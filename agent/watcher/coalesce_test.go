@@ -93,6 +93,18 @@ func TestCoalescer(t *testing.T) {
 			left:  1,
 		},
 		{
+			name:  "exec is reported at once, and nothing else of its session",
+			steps: []step{{0 * ms, 1, accExec}, {0 * ms, 1, accOpen}, {1 * ms, 1, accRead}, {2 * w, 0, 0}, {3 * w, 1, accCloseNoWrite}},
+			want:  []string{"1 exec 1"},
+		},
+		{
+			name:  "exec held until exit",
+			steps: []step{{0 * ms, 1, accExec}, {0 * ms, 1, accOpen}},
+			due:   3 * w,
+			want:  []string{"1 exec 1"},
+			left:  1,
+		},
+		{
 			name:  "close without a seen open ends the session",
 			steps: []step{{0 * ms, 1, accRead}, {1 * ms, 1, accCloseNoWrite}},
 			want:  []string{"1 read 1"},

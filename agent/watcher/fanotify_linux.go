@@ -26,9 +26,12 @@ import (
 const lookupTimeout = 100 * time.Millisecond
 
 // Event masks. The notification events are the same in both modes; the full mode adds
-// FAN_OPEN_PERM (the opener waits for our answer), the degraded one FAN_OPEN.
+// FAN_OPEN_PERM and FAN_OPEN_EXEC_PERM (the opener waits for our answer), the degraded
+// one FAN_OPEN and FAN_OPEN_EXEC.
 const (
 	fanNotify   = unix.FAN_ACCESS | unix.FAN_MODIFY | unix.FAN_CLOSE_WRITE | unix.FAN_CLOSE_NOWRITE
+	fanOpenPerm = unix.FAN_OPEN_PERM | unix.FAN_OPEN_EXEC_PERM
+	fanOpen     = unix.FAN_OPEN | unix.FAN_OPEN_EXEC
 	fanPermMask = unix.FAN_OPEN_PERM | unix.FAN_ACCESS_PERM | unix.FAN_OPEN_EXEC_PERM
 )
 
@@ -40,7 +43,15 @@ type mark struct {
 	perm  bool // marked with FAN_OPEN_PERM
 }
 
-// fanWatcher is the fanotify FileWatcher. Two goroutines share it:
+// ruleIndex maps what the kernel reports to rules. It is rebuilt, never changed, so
+// that the readers can use the current one without locks.
+type ruleIndex struct {
+	byFile map[fileID][]ruleRef // marked files, and files marked before a replacement
+	byDir  map[fileID][]ruleRef // marked directories, subdirectories of watched trees included
+	m      *matcher
+}
+
+// fanWatcher is the fanotify FileWatcher. Three goroutines share it:
 //
 //   - the reader, started by the constructor, reads the fanotify queue and answers
 //     permission events. It must never open a file that could be watched (it would
@@ -48,9 +59,13 @@ type mark struct {
 //     watched file) and never block on anything but the kernel: it snapshots openers
 //     from /proc, answers, and hands compact records to Run without waiting, counting
 //     what does not fit.
+//   - the entry reader (entries_linux.go) reads the second, name-reporting group:
+//     creations, removals, renames and attribute changes in watched directories. It
+//     matches them to rules and snapshots the actor while it may still be alive.
 //   - Run's goroutine coalesces, matches rules, resolves user names (which reads
 //     /etc/passwd, whose permission event the reader answers at once for our own pid),
-//     re-marks replaced paths and sends events.
+//     re-marks replaced paths, marks new subdirectories of watched trees and sends
+//     events.
 type fanWatcher struct {
 	opts    Options
 	targets []*target
@@ -58,9 +73,12 @@ type fanWatcher struct {
 	perm    bool   // the group is FAN_CLASS_CONTENT with permission events
 	why     string // why permission events are off, if they are
 
-	fd, wake int // fanotify group; eventfd that stops the reader
+	fd, wake int // fanotify group; eventfd that stops the readers
 	fdMu     sync.RWMutex
-	closed   bool // under fdMu: fd and wake are closed
+	closed   bool // under fdMu: fd, wake, entries and the mount descriptors are closed
+
+	entries *entryGroup // nil if the kernel refused a name-reporting group
+	noNames string      // why entries is nil
 
 	records    chan rawEvent
 	lossSignal chan struct{}
@@ -68,7 +86,7 @@ type fanWatcher struct {
 	readerErr  error // set before readerDone is closed
 	stopping   atomic.Bool
 
-	// Counted by the reader, reported by Run.
+	// Counted by the readers, reported by Run.
 	overflows, dropped, respErrs, lookupTimeouts atomic.Uint64
 	lastRespErr                                  atomic.Value // error
 	lost                                         atomic.Uint64
@@ -76,14 +94,17 @@ type fanWatcher struct {
 	reportedRespErrs, reportedTimeouts           uint64
 
 	// Owned by the constructor, then by Run's goroutine.
-	marks   map[string]mark  // by target path
-	waiting map[string]error // target paths not marked yet, and why
-	byFile  map[fileID][]ruleRef
-	byDir   map[fileID][]ruleRef
-	m       *matcher
+	marks    map[string]mark      // by target path
+	waiting  map[string]error     // target paths not marked yet, and why
+	retired  map[fileID][]ruleRef // files marked before their path was replaced: still marked
+	treeDirs map[fileID][]ruleRef // watched directories and the directories under them
+
+	// index is rebuilt by the owner of the marks and read by every goroutine.
+	index atomic.Pointer[ruleIndex]
 
 	degradedMu sync.Mutex
 	noPerm     map[string]error // paths marked without permission events
+	noEntries  map[string]error // paths the name-reporting group could not mark
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -100,7 +121,10 @@ func newFanotifyWatcher(targets []*target, opts Options) (FileWatcher, error) {
 		readerDone: make(chan struct{}),
 		marks:      map[string]mark{},
 		waiting:    map[string]error{},
+		retired:    map[fileID][]ruleRef{},
+		treeDirs:   map[fileID][]ruleRef{},
 		noPerm:     map[string]error{},
+		noEntries:  map[string]error{},
 	}
 	evFlags := uint(unix.O_RDONLY | unix.O_LARGEFILE | unix.O_CLOEXEC)
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, evFlags)
@@ -118,8 +142,16 @@ func newFanotifyWatcher(targets []*target, opts Options) (FileWatcher, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("creating eventfd: %w", err)
 	}
+	w.entries, err = newEntryGroup()
+	if err != nil {
+		w.noNames = fmt.Sprintf("fanotify: no name-reporting group (%v), so creations, removals, renames and attribute changes are not seen", err)
+		opts.Logger.Warn("fanotify without directory entry events", "reason", w.noNames)
+	}
 	// Start answering before the first mark: from then on openers wait for us.
 	go w.read()
+	if w.entries != nil {
+		go w.readEntries()
+	}
 	if err := w.rescan(true); err != nil {
 		w.Close()
 		return nil, err
@@ -141,8 +173,14 @@ func (w *fanWatcher) Degraded() string {
 	if w.why != "" {
 		parts = append(parts, w.why)
 	}
+	if w.noNames != "" {
+		parts = append(parts, w.noNames)
+	}
 	for _, p := range slices.Sorted(maps.Keys(w.noPerm)) {
 		parts = append(parts, fmt.Sprintf("fanotify: no permission events on %s (%v), so a process that exits at once may lack exe, cmdline and user", p, w.noPerm[p]))
+	}
+	for _, p := range slices.Sorted(maps.Keys(w.noEntries)) {
+		parts = append(parts, fmt.Sprintf("fanotify: no entry events on %s (%v), so creations, removals, renames and attribute changes there are not seen", p, w.noEntries[p]))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -159,10 +197,16 @@ func (w *fanWatcher) Close() error {
 		binary.NativeEndian.PutUint64(one[:], 1)
 		unix.Write(w.wake, one[:])
 		<-w.readerDone
+		if w.entries != nil {
+			<-w.entries.done
+		}
 		w.fdMu.Lock()
 		w.closed = true
 		unix.Close(w.fd)
 		unix.Close(w.wake)
+		if w.entries != nil {
+			w.entries.close()
+		}
 		w.fdMu.Unlock()
 	})
 	return nil
@@ -185,15 +229,24 @@ func (w *fanWatcher) rescan(first bool) error {
 				w.opts.Logger.Warn("watched path is missing; will watch it when it appears", "path", t.path, "err", err)
 			}
 			w.waiting[t.path] = err
-			if _, had := w.marks[t.path]; had {
+			if old, had := w.marks[t.path]; had {
+				if !old.isDir {
+					w.retired[old.file] = appendRules(w.retired[old.file], t.rules)
+				}
 				delete(w.marks, t.path)
 				changed = true
 			}
 			continue
 		}
 		id := fileIDOf(r)
-		if old, ok := w.marks[t.path]; ok && old.file == id && old.real == r.real {
+		old, had := w.marks[t.path]
+		if had && old.file == id && old.real == r.real {
 			continue
+		}
+		if had && !old.isDir {
+			// The kernel keeps the old file's mark: a read through another link to it,
+			// or after it was renamed away, must still name the rule.
+			w.retired[old.file] = appendRules(w.retired[old.file], t.rules)
 		}
 		mk, err := w.mark(r, id)
 		if err != nil {
@@ -207,6 +260,11 @@ func (w *fanWatcher) rescan(first bool) error {
 		delete(w.waiting, t.path)
 		w.marks[t.path] = mk
 		changed = true
+		if r.isDir {
+			w.markTree(r.real, t.rules, nil)
+		} else {
+			w.markEntries(r)
+		}
 		w.opts.Logger.Debug("watching path", "path", t.path, "real", r.real, "dir", r.isDir, "perm", mk.perm, "mode", ModeFanotify)
 	}
 	if changed {
@@ -225,7 +283,7 @@ func (w *fanWatcher) mark(r resolved, id fileID) (mark, error) {
 	}
 	mk := mark{real: r.real, isDir: r.isDir, file: id}
 	if w.perm {
-		err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD, mask|unix.FAN_OPEN_PERM, unix.AT_FDCWD, r.real)
+		err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD, mask|fanOpenPerm, unix.AT_FDCWD, r.real)
 		if err == nil {
 			mk.perm = true
 			return mk, nil
@@ -238,28 +296,34 @@ func (w *fanWatcher) mark(r resolved, id fileID) (mark, error) {
 		w.degradedMu.Unlock()
 		w.opts.Logger.Warn("permission events refused; watching without them", "path", r.real, "err", err)
 	}
-	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD, mask|unix.FAN_OPEN, unix.AT_FDCWD, r.real); err != nil {
+	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD, mask|fanOpen, unix.AT_FDCWD, r.real); err != nil {
 		return mk, &MarkError{Path: r.real, Err: err}
 	}
 	return mk, nil
 }
 
+// reindex publishes a new ruleIndex built from the marks.
 func (w *fanWatcher) reindex() {
-	w.byFile = map[fileID][]ruleRef{}
-	w.byDir = map[fileID][]ruleRef{}
-	w.m = newMatcher()
+	idx := &ruleIndex{byFile: map[fileID][]ruleRef{}, byDir: map[fileID][]ruleRef{}, m: newMatcher()}
+	for id, rules := range w.retired {
+		idx.byFile[id] = rules
+	}
+	for id, rules := range w.treeDirs {
+		idx.byDir[id] = rules
+	}
 	for _, t := range w.targets {
 		mk, ok := w.marks[t.path]
 		if !ok {
 			continue
 		}
 		if mk.isDir {
-			w.byDir[mk.file] = appendRules(w.byDir[mk.file], t.rules)
+			idx.byDir[mk.file] = appendRules(idx.byDir[mk.file], t.rules)
 		} else {
-			w.byFile[mk.file] = appendRules(w.byFile[mk.file], t.rules)
+			idx.byFile[mk.file] = appendRules(idx.byFile[mk.file], t.rules)
 		}
-		w.m.add(mk.real, mk.isDir, t.rules)
+		idx.m.add(mk.real, mk.isDir, t.rules)
 	}
+	w.index.Store(idx)
 }
 
 func fileIDOf(r resolved) fileID {
@@ -370,7 +434,7 @@ func (w *fanWatcher) handleOne(mask uint64, fd int, pid int32, now time.Time, lk
 	if unix.Fstat(fd, &st) == nil {
 		ev.file = fileID{dev: uint64(st.Dev), ino: st.Ino}
 	}
-	if mask&(unix.FAN_OPEN_PERM|unix.FAN_OPEN) != 0 {
+	if mask&(fanOpenPerm|fanOpen) != 0 {
 		ev.snap = lk.lookup(pid, &w.lookupTimeouts)
 	}
 	if perm {
@@ -409,6 +473,9 @@ func accessOf(mask uint64) access {
 	var a access
 	if mask&(unix.FAN_OPEN|unix.FAN_OPEN_PERM) != 0 {
 		a |= accOpen
+	}
+	if mask&(unix.FAN_OPEN_EXEC|unix.FAN_OPEN_EXEC_PERM) != 0 {
+		a |= accExec
 	}
 	if mask&unix.FAN_ACCESS != 0 {
 		a |= accRead

@@ -31,8 +31,14 @@ func (w *fanWatcher) Run(ctx context.Context, out chan<- chain.Event) error {
 	defer w.Close()
 
 	c := newCoalescer(w.opts.CoalesceWindow)
+	lim := newLimiter(w.opts.BurstWindow)
 	var queue []emission
-	emit := func(e emission) { queue = append(queue, e) }
+	send := func(e emission) { queue = append(queue, e) }
+	emit := func(e emission) { lim.add(e, time.Now(), send) }
+	var entriesDone <-chan struct{}
+	if w.entries != nil {
+		entriesDone = w.entries.done
+	}
 
 	due := time.NewTimer(time.Hour)
 	due.Stop()
@@ -45,7 +51,7 @@ func (w *fanWatcher) Run(ctx context.Context, out chan<- chain.Event) error {
 	for {
 		select {
 		case <-ctx.Done():
-			w.shutdown(c, out, nil)
+			w.shutdown(c, lim, out, nil)
 			return nil
 		case <-w.readerDone:
 			w.reportLosses()
@@ -53,19 +59,27 @@ func (w *fanWatcher) Run(ctx context.Context, out chan<- chain.Event) error {
 				return w.readerErr
 			}
 			return nil // closed
+		case <-entriesDone:
+			w.reportLosses()
+			if w.entries.err != nil {
+				return w.entries.err
+			}
+			return nil // closed
 		case ev := <-w.records:
-			c.add(ev, emit)
+			w.take(ev, c, emit)
 			// Take what else is queued, so that a burst costs one timer reset.
 			for more := true; more && len(queue) < 256; {
 				select {
 				case ev := <-w.records:
-					c.add(ev, emit)
+					w.take(ev, c, emit)
 				default:
 					more = false
 				}
 			}
 		case <-due.C:
-			c.due(time.Now(), emit)
+			now := time.Now()
+			c.due(now, emit)
+			lim.due(now, send)
 		case <-w.lossSignal:
 			w.reportLosses()
 		case <-rescan.C:
@@ -82,13 +96,13 @@ func (w *fanWatcher) Run(ctx context.Context, out chan<- chain.Event) error {
 				case out <- ev:
 				case <-ctx.Done():
 					// The event being sent is offered again with the rest.
-					w.shutdown(c, out, queue[i:])
+					w.shutdown(c, lim, out, queue[i:])
 					return nil
 				}
 			}
 		}
 		queue = queue[:0]
-		if at, ok := c.next(); ok {
+		if at, ok := nextDue(c, lim); ok {
 			due.Reset(max(time.Until(at), 0))
 		} else {
 			due.Stop()
@@ -96,12 +110,63 @@ func (w *fanWatcher) Run(ctx context.Context, out chan<- chain.Event) error {
 	}
 }
 
+// nextDue is when the coalescer or the limiter next has something due.
+func nextDue(c *coalescer, lim *limiter) (time.Time, bool) {
+	at, ok := c.next()
+	if lat, lok := lim.next(); lok && (!ok || lat.Before(at)) {
+		return lat, true
+	}
+	return at, ok
+}
+
+// take folds one record in: accesses into their session, entry changes straight to
+// emit. A directory created or moved into a watched tree is marked with what is in it.
+func (w *fanWatcher) take(ev rawEvent, c *coalescer, emit func(emission)) {
+	ch := ev.entry
+	if ch == nil {
+		c.add(ev, emit)
+		return
+	}
+	emit(emission{key: sessionKey{pid: ev.pid}, path: ev.path, op: ch.op, count: 1, snap: ev.snap, from: ch.from, rules: ch.rules})
+	if ch.op != OpCreate && ch.op != OpRename {
+		return
+	}
+	if ch.isDir {
+		w.growTree(ev.path, emit)
+	}
+	if slices.ContainsFunc(w.targets, func(t *target) bool { return t.path == ev.path }) {
+		// A watched path replaced (vipw, useradd, an editor's save): watch the new
+		// file now rather than at the next rescan.
+		if err := w.rescan(false); err != nil {
+			w.opts.Logger.Warn("rescanning watched paths", "err", err)
+		}
+	}
+}
+
+// growTree marks a directory that appeared under a watched directory, and reports as
+// created, with no known actor, what was put in it before its mark was in place: a
+// `mkdir -p a/b && cp x a/b/` can be faster than we are.
+func (w *fanWatcher) growTree(dir string, emit func(emission)) {
+	rules := w.index.Load().m.under(dir)
+	if len(rules) == 0 {
+		return
+	}
+	w.fdMu.RLock()
+	if !w.closed {
+		w.markTree(dir, rules, func(path string) {
+			emit(emission{path: path, op: OpCreate, count: 1, rules: rules})
+		})
+	}
+	w.fdMu.RUnlock()
+	w.reindex()
+}
+
 // shutdown closes the group, then offers out what was still queued or held without
 // waiting, and reports what it could not send as lost.
-func (w *fanWatcher) shutdown(c *coalescer, out chan<- chain.Event, queued []emission) {
+func (w *fanWatcher) shutdown(c *coalescer, lim *limiter, out chan<- chain.Event, queued []emission) {
 	w.Close()
 	var unsent uint64
-	emit := func(e emission) {
+	send := func(e emission) {
 		for _, ev := range w.events(e) {
 			select {
 			case out <- ev:
@@ -110,18 +175,20 @@ func (w *fanWatcher) shutdown(c *coalescer, out chan<- chain.Event, queued []emi
 			}
 		}
 	}
+	emit := func(e emission) { lim.add(e, time.Now(), send) }
 	for _, e := range queued {
-		emit(e)
+		send(e)
 	}
 	for more := true; more; {
 		select {
 		case ev := <-w.records:
-			c.add(ev, emit)
+			w.take(ev, c, emit)
 		default:
 			more = false
 		}
 	}
 	c.flushAll(emit)
+	lim.flushAll(send)
 	w.reportLosses()
 	if unsent > 0 {
 		w.loss(Loss{Source: ModeFanotify, Reason: LossShutdown, Count: unsent})
@@ -161,15 +228,16 @@ func (w *fanWatcher) loss(l Loss) {
 // or rename does not hide it), a child of a marked directory, or, failing both, by
 // path.
 func (w *fanWatcher) rulesFor(file fileID, path string) []ruleRef {
-	rules := appendRules(nil, w.byFile[file])
-	if len(w.byDir) > 0 && path != "" {
+	idx := w.index.Load()
+	rules := appendRules(nil, idx.byFile[file])
+	if len(idx.byDir) > 0 && path != "" {
 		var st unix.Stat_t
 		if unix.Stat(filepath.Dir(path), &st) == nil {
-			rules = appendRules(rules, w.byDir[fileID{dev: uint64(st.Dev), ino: st.Ino}])
+			rules = appendRules(rules, idx.byDir[fileID{dev: uint64(st.Dev), ino: st.Ino}])
 		}
 	}
 	if len(rules) == 0 && path != "" {
-		rules = w.m.match(path)
+		rules = idx.m.match(path)
 	}
 	return rules
 }
@@ -177,19 +245,30 @@ func (w *fanWatcher) rulesFor(file fileID, path string) []ruleRef {
 // events turns one emission into a chain.Event per matching rule, with the process
 // identity from the open's snapshot or, failing that, from /proc now.
 func (w *fanWatcher) events(e emission) []chain.Event {
-	rules := w.rulesFor(e.key.file, e.path)
+	rules := e.rules
+	if rules == nil {
+		rules = w.rulesFor(e.key.file, e.path)
+	}
 	if len(rules) == 0 {
 		return nil
 	}
 	snap := e.snap
-	if snap == nil {
+	switch {
+	case snap != nil:
+	case e.key.pid == 0:
+		snap = &snapshot{info: proc.Info{Missing: []string{"pid", proc.FieldPPID, proc.FieldUID, proc.FieldExe, proc.FieldCmdline}}}
+	default:
 		info, err := proc.Lookup(e.key.pid)
 		snap = &snapshot{info: info, err: err}
+	}
+	path := e.path
+	if e.from != "" {
+		path = e.from + RenameArrow + e.path
 	}
 	base := chain.Event{
 		Type:    chain.TypeFile,
 		Source:  ModeFanotify,
-		Path:    e.path,
+		Path:    path,
 		Op:      e.op,
 		Count:   e.count,
 		PID:     e.key.pid,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -22,7 +23,9 @@ const fsnotifyBlind = "fsnotify: reads and opens are not seen and no process ide
 
 // fsnWatcher watches the directories holding the watched paths with fsnotify and keeps
 // the events naming watched paths. Watching the parent rather than the file keeps the
-// watch alive when the file is replaced by a rename, and reports its creation.
+// watch alive when the file is replaced by a rename, and reports its creation. A watched
+// directory is watched with every directory under it; one created later is added at the
+// next rescan, so what happens in it before then is not seen.
 type fsnWatcher struct {
 	opts     Options
 	targets  []*target
@@ -63,7 +66,9 @@ func (f *fsnWatcher) rescan() {
 		switch {
 		case err == nil && r.isDir:
 			m.add(r.real, true, t.rules)
-			dirs[r.real] = true
+			for _, d := range subdirs(r.real) {
+				dirs[d] = true
+			}
 		case err == nil:
 			m.add(r.real, false, t.rules)
 			dirs[filepath.Dir(r.real)] = true
@@ -98,6 +103,19 @@ func (f *fsnWatcher) rescan() {
 		f.opts.Logger.Debug("watching directory", "dir", d, "mode", ModeFsnotify)
 	}
 	f.m = m
+}
+
+// subdirs lists root and every directory under it, not following symlinks; what
+// cannot be read is skipped (and watched once a later rescan can read it).
+func subdirs(root string) []string {
+	var out []string
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			out = append(out, path)
+		}
+		return nil
+	})
+	return out
 }
 
 func (f *fsnWatcher) setWaiting(key string, err error) {

@@ -107,3 +107,40 @@ func TestRunTwiceAndClose(t *testing.T) {
 		t.Fatalf("Run after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestFsnotifyTree watches a directory as a tree: a subdirectory there at the start is
+// watched at once, one created later from the next rescan.
+func TestFsnotifyTree(t *testing.T) {
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(root, "old")
+	if err := os.Mkdir(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, s := start(t, []FileRule{{Name: "tree", Severity: chain.SeverityInfo, Paths: []string{root}}},
+		Options{ForceMode: ModeFsnotify, Rescan: 20 * time.Millisecond})
+	f := filepath.Join(old, "f")
+	if err := os.WriteFile(f, []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == f && ev.Op == OpCreate })
+
+	sub := filepath.Join(root, "new")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(w.(*fsnWatcher).w.WatchList(), sub) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not watched within 5s", sub)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	g := filepath.Join(sub, "g")
+	if err := os.WriteFile(g, []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == g && ev.Op == OpCreate })
+}

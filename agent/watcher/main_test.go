@@ -2,8 +2,10 @@ package watcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -22,28 +24,64 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// runHelper is the child side: "readloop PATH" reads 1 MiB of PATH in 4 KiB chunks
-// through one descriptor, pausing between reads as a slow reader would.
+// runHelper is the child side of the kernel tests: it runs the helper named mode with
+// args and exits 0, 1 on failure, or exitRefused if the kernel refused the feature.
 func runHelper(mode string, args []string) int {
-	if mode != "readloop" || len(args) != 1 {
+	f := helpers[mode]
+	if f == nil {
+		f = kernelHelpers[mode]
+	}
+	if f == nil {
 		fmt.Fprintln(os.Stderr, "unknown helper", mode, args)
 		return 2
 	}
-	f, err := os.Open(args[0])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	if err := f(args); err != nil {
+		fmt.Fprintln(os.Stderr, mode+":", err)
+		if errors.Is(err, errRefused) {
+			return exitRefused
+		}
 		return 1
 	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	for i := range 256 {
-		if _, err := f.ReadAt(buf, int64(i%16)*4096); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		time.Sleep(time.Millisecond)
-	}
 	return 0
+}
+
+// exitRefused is a helper's exit code when the kernel refused what it was to do.
+const exitRefused = 3
+
+var errRefused = errors.New("refused by the kernel")
+
+// helpers are the portable child actions, each given its arguments.
+var helpers = map[string]func(args []string) error{
+	// readloop PATH reads 1 MiB of PATH in 4 KiB chunks through one descriptor,
+	// pausing between reads as a slow reader would.
+	"readloop": func(args []string) error {
+		f, err := os.Open(args[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		buf := make([]byte, 4096)
+		for i := range 256 {
+			if _, err := f.ReadAt(buf, int64(i%16)*4096); err != nil {
+				return err
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	},
+	// openloop N PATH opens, reads to the end and closes PATH N times.
+	"openloop": func(args []string) error {
+		n, err := strconv.Atoi(args[0])
+		if err != nil {
+			return err
+		}
+		for range n {
+			if _, err := os.ReadFile(args[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
 }
 
 // requireRoot skips a kernel test for an unprivileged developer, and fails it in CI.

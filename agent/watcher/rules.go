@@ -78,8 +78,8 @@ func resolve(path string) (resolved, error) {
 	return resolved{real: real, isDir: fi.IsDir(), info: fi}, nil
 }
 
-// matcher maps event paths to the rules that cover them: a watched path itself, or a
-// direct child of a watched directory.
+// matcher maps event paths to the rules that cover them: a watched path itself, or
+// anything under a watched directory.
 type matcher struct {
 	exact    map[string][]ruleRef // real path of a watched file or directory
 	children map[string][]ruleRef // real path of a watched directory
@@ -98,11 +98,20 @@ func (m *matcher) add(real string, isDir bool, rules []ruleRef) {
 
 // match returns the rules covering path, each once.
 func (m *matcher) match(path string) []ruleRef {
-	out := appendRules(nil, m.exact[path])
-	if dir := filepath.Dir(path); dir != path {
+	return appendRules(appendRules(nil, m.exact[path]), m.under(path))
+}
+
+// under returns the rules of the watched directories that path is under, each once.
+func (m *matcher) under(path string) []ruleRef {
+	var out []ruleRef
+	for p := path; ; {
+		dir := filepath.Dir(p)
+		if dir == p {
+			return out
+		}
 		out = appendRules(out, m.children[dir])
+		p = dir
 	}
-	return out
 }
 
 // appendRules appends the rules of add not yet in dst (by name).

@@ -56,7 +56,8 @@ func TestMatcher(t *testing.T) {
 		{"/srv/decoy", "decoy,passwd"},
 		{"/srv/decoy/a", "decoy,passwd"},
 		{"/srv/decoy/creds", "decoy,passwd"},
-		{"/srv/decoy/sub/a", ""},
+		{"/srv/decoy/sub/a", "decoy,passwd"},
+		{"/srv/decoy-other/a", ""},
 		{"/", ""},
 	}
 	for _, tt := range tests {

@@ -24,21 +24,28 @@ const (
 	OpWrite      = "write"       // the file was written (fanotify: FAN_MODIFY; fsnotify: Write)
 	OpOpen       = "open"        // fanotify: opened, then closed or held, with no read or write seen
 	OpCloseWrite = "close_write" // fanotify: opened for writing and closed with no write seen (e.g. touch)
-	OpCreate     = "create"      // fsnotify: the path was created
-	OpRemove     = "remove"      // fsnotify: the path was removed
-	OpRename     = "rename"      // fsnotify: the path was renamed away
-	OpChmod      = "chmod"       // fsnotify: attributes changed
+	OpExec       = "exec"        // fanotify: the file was executed (execve of it)
+	OpCreate     = "create"      // the path was created (fanotify: a hard link to a watched file too)
+	OpRemove     = "remove"      // the path was removed
+	OpRename     = "rename"      // the path was renamed; fanotify names both ends in Path as "old -> new"
+	OpChmod      = "chmod"       // attributes changed: mode, owner, times, or (fanotify) the link count
 )
+
+// RenameArrow joins the old and the new path of an OpRename event in chain.Event.Path
+// until the event has a field of its own for the old path.
+const RenameArrow = " -> "
 
 // Defaults for Options.
 const (
 	DefaultCoalesceWindow = 250 * time.Millisecond
 	DefaultBuffer         = 8192
 	DefaultRescan         = time.Second
+	DefaultBurstWindow    = 5 * time.Second
 )
 
 // FileRule is one file tripwire as configured: any access to one of Paths (a file, or a
-// directory whose direct children are watched) raises an event named Name.
+// directory and everything under it, including subdirectories created later) raises an
+// event named Name.
 type FileRule struct {
 	Name     string
 	Severity string
@@ -115,6 +122,10 @@ type Options struct {
 	// Buffer is the number of kernel events queued between the kernel reader and Run.
 	// Default DefaultBuffer.
 	Buffer int
+	// BurstWindow is how long repeats of one operation by one process on one file are
+	// counted rather than sent after the first event: when it ends they are sent as one
+	// event whose Count is their sum. Default DefaultBurstWindow.
+	BurstWindow time.Duration
 	// Rescan is how often watched paths are checked for having appeared or been
 	// replaced (e.g. /etc/passwd rewritten through a rename) and watched anew. Default
 	// DefaultRescan.
@@ -136,6 +147,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Rescan <= 0 {
 		o.Rescan = DefaultRescan
+	}
+	if o.BurstWindow <= 0 {
+		o.BurstWindow = DefaultBurstWindow
 	}
 	return o
 }
