@@ -196,6 +196,12 @@ func (e *env) startCollector() {
 // flow mappings, one per line). It returns the config path and the healthz address.
 func (e *env) agentConfig(host string, rules ...string) (cfgPath, healthz string) {
 	e.t.Helper()
+	return e.agentConfigWith(host, "", rules...)
+}
+
+// agentConfigWith is agentConfig with extra top-level YAML (watcher modes, redaction).
+func (e *env) agentConfigWith(host, extra string, rules ...string) (cfgPath, healthz string) {
+	e.t.Helper()
 	if out, err := run(e.t, "tripwire-collector", "pki", "issue", "--dir", filepath.Join(e.dir, "pki"), "--host", host); err != nil {
 		e.t.Fatalf("pki issue: %v\n%s", err, out)
 	}
@@ -205,9 +211,10 @@ func (e *env) agentConfig(host string, rules ...string) (cfgPath, healthz string
 collector: {address: %q, ca: pki/%s/ca.crt, cert: pki/%s/agent.crt, key: pki/%s/agent.key, server_name: localhost}
 audit: {dir: audit-%s, max_segment_mb: 1}
 healthz: %q
+%s
 rules:
   - %s
-`, host, e.grpcAddr, host, host, host, host, healthz, strings.Join(rules, "\n  - ")))
+`, host, e.grpcAddr, host, host, host, host, healthz, extra, strings.Join(rules, "\n  - ")))
 	return cfgPath, healthz
 }
 
@@ -270,7 +277,43 @@ type alert struct {
 		Cmdline string   `json:"cmdline"`
 		Source  string   `json:"source"`
 		Missing []string `json:"missing"`
+
+		PPID             int    `json:"ppid"`
+		Comm             string `json:"comm"`
+		ParentExe        string `json:"parent_exe"`
+		ExeSHA256        string `json:"exe_sha256"`
+		CmdlineTruncated bool   `json:"cmdline_truncated"`
+		Redacted         bool   `json:"redacted"`
+
+		Protocol   string `json:"protocol"`
+		Direction  string `json:"direction"`
+		Mode       string `json:"mode"`
+		SrcIP      string `json:"src_ip"`
+		SrcPort    int    `json:"src_port"`
+		DstIP      string `json:"dst_ip"`
+		DstPort    int    `json:"dst_port"`
+		FirstBytes string `json:"first_bytes"`
 	} `json:"event_detail"`
+}
+
+// waitAlert waits up to timeout for an alert matching query and match, and returns it.
+func (e *env) waitAlert(timeout time.Duration, query string, match func(alert) bool) alert {
+	e.t.Helper()
+	var got alert
+	waitFor(e.t, timeout, "an alert matching "+query, func() (bool, string) {
+		alerts, err := e.alerts(query)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, a := range alerts {
+			if match(a) {
+				got = a
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d alerts, none matching: %+v", len(alerts), alerts)
+	})
+	return got
 }
 
 func (e *env) alerts(query string) ([]alert, error) {
