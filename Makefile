@@ -33,7 +33,10 @@ build-all: ## Cross-build the agent: linux (static) amd64/arm64, darwin amd64/ar
 	done
 
 .PHONY: generate
-generate: ## Regenerate protobuf code (needs protoc; installs the pinned plugins)
+generate: generate-proto generate-bpf ## Regenerate protobuf code and the eBPF objects
+
+.PHONY: generate-proto
+generate-proto: ## Regenerate protobuf code (needs protoc; installs the pinned plugins)
 	@command -v protoc >/dev/null || { echo "installing protobuf-compiler"; apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
@@ -42,9 +45,19 @@ generate: ## Regenerate protobuf code (needs protoc; installs the pinned plugins
 		--go-grpc_out=. --go-grpc_opt=module=github.com/tripwire-project/tripwire \
 		proto/tripwire/v1/ingest.proto
 
+# The eBPF programs are compiled by clang through bpf2go; the objects are committed so
+# that building the agent needs no clang. Regenerating them with the same clang gives
+# the same bytes, which check-generated verifies.
+BPF_PACKAGES := ./agent/procwatch ./agent/netwatch ./agent/sigwatch
+
+.PHONY: generate-bpf
+generate-bpf: ## Recompile the eBPF programs (needs clang, llvm and libbpf-dev)
+	@command -v clang >/dev/null || { echo "installing clang llvm libbpf-dev"; apt-get update -qq && apt-get install -y -qq clang llvm libbpf-dev; }
+	$(GO) generate $(BPF_PACKAGES)
+
 .PHONY: check-generated
 check-generated: generate ## Fail if generated code differs from what is committed
-	git diff --exit-code -- proto/
+	git diff --exit-code -- proto/ agent/procwatch agent/netwatch agent/sigwatch
 
 ##@ Run
 .PHONY: demo

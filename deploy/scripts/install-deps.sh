@@ -7,6 +7,10 @@ command -v gcc >/dev/null || need+=(gcc)          # cgo: the collector links Duc
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v protoc >/dev/null || need+=(protobuf-compiler) # make check-generated
 command -v git >/dev/null || need+=(git)
+command -v clang >/dev/null || need+=(clang llvm)             # make check-generated: eBPF objects
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+command -v nc >/dev/null || need+=(netcat-openbsd)           # e2e: the process tripwire's target
+command -v nsenter >/dev/null || need+=(util-linux)
 # Real servers for the storage tests (internal/testservers runs them from these paths).
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
 [ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server)
