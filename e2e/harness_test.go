@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tripwire-project/tripwire/internal/testservers"
 )
 
 // binDir holds the binaries built once for the whole package by TestMain.
@@ -38,7 +40,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	code := m.Run()
+	code := testservers.Run(m) // the fleet tests start PostgreSQL and ClickHouse
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -33,7 +33,7 @@ type Identify func(ctx context.Context) (hostID, hostname string, err error)
 type Server struct {
 	tripwirev1.UnimplementedIngestServiceServer
 	store    storage.Store
-	broker   *live.Broker
+	broker   live.Publisher
 	identify Identify
 	logger   *slog.Logger
 	version  string
@@ -41,9 +41,10 @@ type Server struct {
 	metrics  *metrics.Collector
 }
 
-// New returns an ingest server writing to store and publishing new alerts to broker.
+// New returns an ingest server writing to store and publishing new alerts to broker
+// (nil: no live feed).
 // logger and m may be nil.
-func New(store storage.Store, broker *live.Broker, identify Identify, version string, logger *slog.Logger, m *metrics.Collector) *Server {
+func New(store storage.Store, broker live.Publisher, identify Identify, version string, logger *slog.Logger, m *metrics.Collector) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

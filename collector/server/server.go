@@ -134,7 +134,15 @@ func (s *Server) Run(ctx context.Context) error {
 		// Stop waits for handlers, so the store is not closed under a running one.
 		grpc.WaitForHandlers(true),
 	)
-	tripwirev1.RegisterIngestServiceServer(gs, ingest.New(s.store, broker, pki.IdentityFromContext, version.Version, s.logger.With("component", "ingest"), m))
+	// With the fleet store, alerts reach every collector replica's live subscribers
+	// through PostgreSQL; with the embedded store, this process's.
+	var publisher live.Publisher = broker
+	var fanout *live.PGFanout
+	if s.cfg.Storage.Fleet() {
+		fanout = live.NewPGFanout(s.cfg.Storage.Postgres.DSN, broker, s.store, s.logger.With("component", "live"))
+		publisher = fanout
+	}
+	tripwirev1.RegisterIngestServiceServer(gs, ingest.New(s.store, publisher, pki.IdentityFromContext, version.Version, s.logger.With("component", "ingest"), m))
 	hs := &http.Server{
 		Handler: api.New(api.Options{
 			Store: s.store, Broker: broker, Tokens: s.cfg.API.Tokens, Version: version.Version,
@@ -147,6 +155,9 @@ func (s *Server) Run(ctx context.Context) error {
 	hs.BaseContext = func(net.Listener) context.Context { return gctx }
 	s.logger.Info("collector serving", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "store", storeName(s.cfg.Storage), "version", version.Version)
 
+	if fanout != nil {
+		g.Go(func() error { return fanout.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := gs.Serve(s.grpcL); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serving gRPC: %w", err)

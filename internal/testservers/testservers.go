@@ -45,7 +45,11 @@ var registry struct {
 
 // Main runs the package's tests, then stops every server they started and removes its
 // directory, and exits with the tests' status.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has more to clean up: it returns the status instead
+// of exiting.
+func Run(m *testing.M) int {
 	registry.Lock()
 	registry.inMain = true
 	registry.Unlock()
@@ -59,7 +63,7 @@ func Main(m *testing.M) {
 	}
 	registry.servers = nil
 	registry.Unlock()
-	os.Exit(code)
+	return code
 }
 
 // shared returns the running server of the given kind, starting it on first use.
