@@ -32,6 +32,17 @@ build-all: ## Cross-build the agent: linux (static) amd64/arm64, darwin amd64/ar
 			-o $(BIN)/tripwire-$$os-$$arch$$ext ./agent/cmd/tripwire || exit 1; \
 	done
 
+PLUGIN_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+
+.PHONY: plugin
+plugin: ## Build the Grafana data source into grafana-plugin/dist (frontend + gpx_tripwire_* backends)
+	cd grafana-plugin && npm ci --no-audit --no-fund && npm run build
+	@for target in $(PLUGIN_TARGETS); do \
+		os=$${target%/*}; arch=$${target#*/}; echo "  gpx_tripwire_$${os}_$${arch}"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+			-o grafana-plugin/dist/gpx_tripwire_$${os}_$${arch} ./grafana-plugin/pkg || exit 1; \
+	done
+
 .PHONY: generate
 generate: generate-proto generate-bpf ## Regenerate protobuf code and the eBPF objects
 
@@ -66,8 +77,12 @@ demo: build ## Collector on the embedded store + an agent with example tripwires
 
 ##@ Test
 .PHONY: test
-test: deps lint check-generated build-all ## Run every test (unit, kernel, end to end), installing what it needs
-	$(GO) test -race -count=1 -timeout 30m ./...
+test: deps lint check-generated build-all test-plugin-frontend ## Run every test (unit, kernel, end to end, plugin), installing what it needs
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+.PHONY: test-plugin-frontend
+test-plugin-frontend: ## Type-check and unit-test the Grafana plugin's frontend (npm ci from the lockfile)
+	cd grafana-plugin && npm ci --no-audit --no-fund && npm run typecheck && npm run test:ci
 
 .PHONY: deps
 deps: ## Install the system packages the tests need (Debian)

@@ -11,6 +11,7 @@ command -v clang >/dev/null || need+=(clang llvm)             # make check-gener
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 command -v nc >/dev/null || need+=(netcat-openbsd)           # e2e: the process tripwire's target
 command -v nsenter >/dev/null || need+=(util-linux)
+command -v npm >/dev/null || need+=(nodejs npm)               # the Grafana plugin's frontend tests
 # Real servers for the storage tests (internal/testservers runs them from these paths).
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
 [ -x /usr/sbin/clickhouse-server ] || need+=(clickhouse-server)
