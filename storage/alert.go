@@ -40,6 +40,7 @@ func AlertFromEntry(hostname, hostID string, e batch.Entry) (a Alert, ok bool, e
 		RuleName:     e.Rule,
 		Severity:     e.Severity,
 		EventDetail:  detail,
+		TriageStatus: TriageOpen,
 	}, true, nil
 }
 

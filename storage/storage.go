@@ -38,6 +38,30 @@ type Store interface {
 	Hosts(ctx context.Context) ([]Host, error)
 	// Audit returns chain entries matching f, in (host_id, seq) order.
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
+	// AlertCounts counts the alerts matching f per interval and key, grouped by the
+	// backend: buckets in (time, key) order, empty ones left out. More than
+	// MaxCountBuckets buckets is an error wrapping ErrTooManyBuckets.
+	AlertCounts(ctx context.Context, f CountFilter) ([]CountBucket, error)
+
+	// SetTriage records an analyst's triage of an alert (status one of TriageStatuses,
+	// by who, an optional note) and returns the alert as updated. An unknown alert id is
+	// an error wrapping ErrNotFound; a bad status one wrapping ErrInvalidTriage.
+	SetTriage(ctx context.Context, alertID, status, by, note string) (Alert, error)
+
+	// Query runs one read-only SQL statement over the backend's own tables and streams
+	// its result to w: Columns once, then Row per row, at most maxRows rows (truncated
+	// reports that more were left). Statements that would write, change settings or
+	// touch files are refused by the engine, with an error wrapping ErrQueryRefused.
+	// Errors of w end the query and are returned as they are.
+	Query(ctx context.Context, query string, maxRows int, w RowWriter) (rows int, truncated bool, err error)
+
+	// PutRules replaces every central rule with rules, in one transaction, and reports
+	// what it added, changed and removed. A rule whose type, severity and body are
+	// unchanged keeps its UpdatedAt.
+	PutRules(ctx context.Context, rules []RuleRecord) (RuleChanges, error)
+	// Rules returns the central rules by host then name: every rule for host "", or
+	// the global rules and those of the named host.
+	Rules(ctx context.Context, host string) ([]RuleRecord, error)
 
 	// Close releases the store.
 	Close() error
@@ -70,7 +94,26 @@ type Alert struct {
 	Severity     string    `json:"severity"`
 	// EventDetail is the event object of the entry's payload, as JSON.
 	EventDetail RawJSON `json:"event_detail"`
+
+	// TriageStatus is one of TriageStatuses: TriageOpen until an analyst changes it.
+	TriageStatus string `json:"triage_status"`
+	// TriageBy is who last changed the triage status ("" when nobody has).
+	TriageBy string `json:"triage_by"`
+	// TriageAt is when the triage status last changed (nil when it never has).
+	TriageAt *time.Time `json:"triage_at"`
+	// TriageNote is the note given with the last change.
+	TriageNote string `json:"triage_note"`
 }
+
+// Triage statuses of an alert.
+const (
+	TriageOpen         = "open"
+	TriageAcknowledged = "acknowledged"
+	TriageResolved     = "resolved"
+)
+
+// TriageStatuses lists the triage statuses in workflow order.
+var TriageStatuses = []string{TriageOpen, TriageAcknowledged, TriageResolved}
 
 // AuditEntry is one chain entry as stored, with its hash links.
 type AuditEntry struct {
@@ -89,11 +132,85 @@ type AuditEntry struct {
 // exclusive, on the event time. Limit 0 means 100 and is capped at 1000; Offset skips
 // that many matches.
 type AlertFilter struct {
-	Host          string // host name or host id
-	Type          string // FILE, NETWORK or PROCESS
-	Severity      string
+	Host     string // host name or host id
+	Type     string // FILE, NETWORK or PROCESS
+	Severity string
+	Rule     string // rule name
+	Status   string // triage status
+	// Text keeps alerts whose event detail, as JSON text, holds it as a substring, in
+	// any case (a path, user, command line or IP).
+	Text          string
 	From, To      time.Time
 	Limit, Offset int
+}
+
+// CountFilter selects the alerts AlertCounts counts, and how. Alert's Limit and Offset
+// are ignored; From and To are required. Buckets start at multiples of Interval since
+// the Unix epoch.
+type CountFilter struct {
+	Alert    AlertFilter
+	Interval time.Duration // at least a second, whole seconds
+	GroupBy  string        // one of GroupByKeys
+}
+
+// Keys AlertCounts groups by: the tripwire type, the severity, the host's name (its id
+// when it never registered), or the rule name.
+const (
+	GroupByType     = "type"
+	GroupBySeverity = "severity"
+	GroupByHost     = "host"
+	GroupByRule     = "rule"
+)
+
+// GroupByKeys lists the keys AlertCounts groups by.
+var GroupByKeys = []string{GroupByType, GroupBySeverity, GroupByHost, GroupByRule}
+
+// MaxCountBuckets bounds the buckets of one AlertCounts call.
+const MaxCountBuckets = 10_000
+
+// CountBucket is the number of alerts of one key in one interval starting at Time.
+type CountBucket struct {
+	Time  time.Time `json:"time"`
+	Key   string    `json:"key"`
+	Count uint64    `json:"count"`
+}
+
+// Column describes a column of a Query result: its name and the engine's type name.
+type Column struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// RowWriter receives a Query result as it is read. Values passed to Row are those of
+// JSONValue (times as RFC 3339 strings); the slice is reused by the next call. It is
+// called from one goroutine.
+type RowWriter interface {
+	Columns(cols []Column) error
+	Row(values []any) error
+}
+
+// RuleRecord is a rule kept centrally: Host "" applies it to every host. Body is the
+// rule in the agent's rule syntax, as a JSON object.
+type RuleRecord struct {
+	Name      string
+	Host      string
+	Type      string
+	Severity  string
+	Body      RawJSON
+	UpdatedAt time.Time
+}
+
+// RuleKey names a central rule: a name is unique per host scope.
+type RuleKey struct {
+	Host string `json:"host"`
+	Name string `json:"name"`
+}
+
+// RuleChanges is what PutRules did.
+type RuleChanges struct {
+	Added   []RuleKey `json:"added"`
+	Changed []RuleKey `json:"changed"`
+	Removed []RuleKey `json:"removed"`
 }
 
 // AuditFilter selects chain entries. Zero fields do not filter. Host, From, To, Limit
@@ -123,6 +240,28 @@ func (r *RawJSON) UnmarshalJSON(b []byte) error {
 
 // ErrNotFound is returned when a host or alert does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrInvalidTriage is wrapped by SetTriage errors for a status not in TriageStatuses.
+var ErrInvalidTriage = errors.New("invalid triage")
+
+// ErrTooManyBuckets is wrapped by AlertCounts errors when the result would hold more
+// than MaxCountBuckets buckets.
+var ErrTooManyBuckets = errors.New("too many buckets")
+
+// ErrQueryRefused is wrapped by Query errors for a statement the engine refused to run
+// read-only: one that writes, drops, attaches, changes settings or reads or writes
+// files. Errors of statements that fail for other reasons (syntax, unknown table) do not
+// wrap it.
+var ErrQueryRefused = errors.New("query refused")
+
+// ErrFilterTooBroad is wrapped by Alerts and AlertCounts errors when a filter that a
+// backend resolves in two steps (the fleet store's Text, or Status in AlertCounts)
+// matches more than it narrows in one call: a shorter time range helps.
+var ErrFilterTooBroad = errors.New("filter too broad")
+
+// ErrInvalidRule is wrapped by PutRules errors for a rule without a name, type or
+// severity, with a body that is not a JSON object, or named twice in one host scope.
+var ErrInvalidRule = errors.New("invalid rule")
 
 // ErrInvalidEntry is wrapped by AppendEntries errors for entries that cannot be stored as
 // given, whatever the backend: seq 0 or above 2^63-1 (PostgreSQL has no unsigned

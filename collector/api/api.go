@@ -1,20 +1,23 @@
-// Package api is the collector's REST API (chi): alerts, hosts and audit entries for
-// analysts and the Grafana plugin, a live alert stream (server-sent events), and
-// /healthz. Every /api route needs a bearer token; bad query parameters get a 400 that
-// names the parameter.
+// Package api is the collector's REST API (chi): alerts (filtered, counted, triaged),
+// hosts and audit entries for analysts and the Grafana plugin, read-only SQL over the
+// store, the central rules, a live alert stream (server-sent events), and /healthz.
+// Every /api route needs a bearer token, static or an RS256 JWT of the configured
+// identity provider; bad parameters get a 400 that names the parameter. docs/api.md is
+// the reference.
 package api
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -33,7 +36,10 @@ const (
 type Options struct {
 	Store  storage.Store
 	Broker *live.Broker
+	// Tokens are the static bearer tokens accepted.
 	Tokens []string
+	// JWT, if set, also accepts RS256 JWTs of this identity provider.
+	JWT    *JWTOptions
 	Logger *slog.Logger
 	// Version is reported by /healthz.
 	Version string
@@ -45,6 +51,7 @@ type Options struct {
 // API serves HTTP requests. It is safe for concurrent use.
 type API struct {
 	opts    Options
+	jwt     *JWTVerifier // nil without Options.JWT
 	started time.Time
 	router  chi.Router
 }
@@ -55,6 +62,9 @@ func New(opts Options) *API {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{opts: opts, started: time.Now()}
+	if opts.JWT != nil {
+		a.jwt = NewJWTVerifier(*opts.JWT)
+	}
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Get("/healthz", a.healthz)
@@ -64,9 +74,14 @@ func New(opts Options) *API {
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Use(a.authenticate)
 		r.Get("/alerts", a.alerts)
+		r.Get("/alerts/counts", a.alertCounts)
 		r.Get("/alerts/stream", a.alertStream)
+		r.Patch("/alerts/{alert_id}", a.triage)
 		r.Get("/hosts", a.hosts)
 		r.Get("/audit", a.audit)
+		r.Post("/sql", a.sql)
+		r.Get("/rules", a.rules)
+		r.Put("/rules", a.putRules)
 	})
 	a.router = r
 	return a
@@ -74,29 +89,6 @@ func New(opts Options) *API {
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
-
-func (a *API) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !a.validToken(token) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tripwire"`)
-			writeError(w, http.StatusUnauthorized, "", "a valid bearer token is required (Authorization: Bearer TOKEN)")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-func (a *API) validToken(token string) bool {
-	valid := false
-	for _, t := range a.opts.Tokens {
-		// Compare with every token, in constant time, so timing reveals nothing.
-		if subtle.ConstantTimeCompare([]byte(t), []byte(token)) == 1 {
-			valid = true
-		}
-	}
-	return valid && token != ""
-}
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	status, code := "ok", http.StatusOK
@@ -117,7 +109,7 @@ type paramError struct {
 	param, msg string
 }
 
-func (e *paramError) Error() string { return fmt.Sprintf("query parameter %q: %s", e.param, e.msg) }
+func (e *paramError) Error() string { return fmt.Sprintf("parameter %q: %s", e.param, e.msg) }
 
 var (
 	tripwireTypes = []string{"FILE", "NETWORK", "PROCESS"}
@@ -131,6 +123,10 @@ func (a *API) alerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	alerts, err := a.opts.Store.Alerts(r.Context(), f)
+	if errors.Is(err, storage.ErrFilterTooBroad) {
+		badRequest(w, &paramError{"q", err.Error()})
+		return
+	}
 	if err != nil {
 		a.storeError(w, "querying alerts", err)
 		return
@@ -141,12 +137,28 @@ func (a *API) alerts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"alerts": alerts, "limit": f.Limit, "offset": f.Offset})
 }
 
+// alertParams are the filters of /alerts and /alerts/counts.
+var alertParams = []string{"host", "type", "severity", "rule", "status", "q", "from", "to"}
+
 func alertFilter(r *http.Request) (storage.AlertFilter, error) {
 	q := r.URL.Query()
-	if err := onlyParams(q, "host", "type", "severity", "from", "to", "limit", "offset"); err != nil {
+	if err := onlyParams(q, append(alertParams, "limit", "offset")...); err != nil {
 		return storage.AlertFilter{}, err
 	}
-	f := storage.AlertFilter{Host: q.Get("host")}
+	f, err := alertFilterOf(q)
+	if err != nil {
+		return f, err
+	}
+	f.Limit, f.Offset, err = page(q.Get("limit"), q.Get("offset"))
+	return f, err
+}
+
+// maxTextParam bounds the host, rule and q parameters.
+const maxTextParam = 256
+
+// alertFilterOf reads the alertParams of q.
+func alertFilterOf(q url.Values) (storage.AlertFilter, error) {
+	f := storage.AlertFilter{Host: q.Get("host"), Rule: q.Get("rule"), Text: q.Get("q")}
 	var err error
 	if f.Type, err = enumParam(q.Get("type"), "type", tripwireTypes); err != nil {
 		return f, err
@@ -154,10 +166,15 @@ func alertFilter(r *http.Request) (storage.AlertFilter, error) {
 	if f.Severity, err = enumParam(q.Get("severity"), "severity", severities); err != nil {
 		return f, err
 	}
-	if f.From, f.To, err = timeRange(q.Get("from"), q.Get("to")); err != nil {
-		return f, err
+	if f.Status = q.Get("status"); f.Status != "" && !slices.Contains(storage.TriageStatuses, f.Status) {
+		return f, &paramError{"status", fmt.Sprintf("%q is not one of %s", f.Status, strings.Join(storage.TriageStatuses, ", "))}
 	}
-	f.Limit, f.Offset, err = page(q.Get("limit"), q.Get("offset"))
+	for _, p := range []struct{ name, v string }{{"host", f.Host}, {"rule", f.Rule}, {"q", f.Text}} {
+		if len(p.v) > maxTextParam || !utf8.ValidString(p.v) || strings.IndexByte(p.v, 0) >= 0 {
+			return f, &paramError{p.name, fmt.Sprintf("must be UTF-8 text of at most %d bytes, without NUL", maxTextParam)}
+		}
+	}
+	f.From, f.To, err = timeRange(q.Get("from"), q.Get("to"))
 	return f, err
 }
 

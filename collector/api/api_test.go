@@ -25,8 +25,20 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const token = "test-token-123456"
 
-// newServer serves the API over a real DuckDB store holding one host with three alerts.
+// newServer serves the API over a real DuckDB store holding one host with two alerts
+// and a notice.
 func newServer(t *testing.T) (*httptest.Server, *live.Broker) {
+	t.Helper()
+	store := newStore(t)
+	broker := live.NewBroker(0)
+	srv := httptest.NewServer(api.New(api.Options{Store: store, Broker: broker, Tokens: []string{token}}))
+	t.Cleanup(srv.Close)
+	return srv, broker
+}
+
+// newStore opens an in-memory DuckDB store holding one host with two alerts and a
+// notice, closed when the test ends.
+func newStore(t *testing.T) storage.Store {
 	t.Helper()
 	store, err := duckdb.Open("", nil)
 	if err != nil {
@@ -48,10 +60,8 @@ func newServer(t *testing.T) (*httptest.Server, *live.Broker) {
 	if err := store.AppendEntries(ctx, host.HostID, entries); err != nil {
 		t.Fatal(err)
 	}
-	broker := live.NewBroker(0)
-	srv := httptest.NewServer(api.New(api.Options{Store: store, Broker: broker, Tokens: []string{token}}))
-	t.Cleanup(func() { srv.Close(); store.Close() })
-	return srv, broker
+	t.Cleanup(func() { store.Close() })
+	return store
 }
 
 func get(t *testing.T, url, tok string) (*http.Response, map[string]any) {
@@ -88,14 +98,17 @@ func TestAuthentication(t *testing.T) {
 func TestBadParametersAreNamed(t *testing.T) {
 	srv, _ := newServer(t)
 	for query, param := range map[string]string{
-		"type=DISK":               "type",
-		"severity=HIGH":           "severity",
-		"from=yesterday":          "from",
-		"to=2026-13-01T00:00:00Z": "to",
-		"limit=0":                 "limit",
-		"limit=5000":              "limit",
-		"offset=-1":               "offset",
-		"colour=red":              "colour",
+		"type=DISK":                     "type",
+		"severity=HIGH":                 "severity",
+		"from=yesterday":                "from",
+		"to=2026-13-01T00:00:00Z":       "to",
+		"limit=0":                       "limit",
+		"limit=5000":                    "limit",
+		"offset=-1":                     "offset",
+		"colour=red":                    "colour",
+		"rule=a%00b":                    "rule",
+		"status=closed":                 "status",
+		"q=" + strings.Repeat("x", 300): "q",
 		"from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z": "to",
 	} {
 		resp, body := get(t, srv.URL+"/api/v1/alerts?"+query, token)

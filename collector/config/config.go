@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -64,10 +65,24 @@ type Postgres struct {
 // the embedded DuckDB file).
 func (s Storage) Fleet() bool { return s.ClickHouse != nil && s.Postgres != nil }
 
-// API configures the REST API.
+// API configures the REST API. A request needs a bearer token: one of Tokens, or a JWT
+// that JWT validates. At least one of the two is configured.
 type API struct {
-	// Tokens are the bearer tokens accepted by the API.
+	// Tokens are the static bearer tokens accepted by the API.
 	Tokens []string `yaml:"tokens"`
+	// JWT, if set, accepts RS256 JSON Web Tokens from an identity provider.
+	JWT *JWT `yaml:"jwt"`
+}
+
+// JWT names the identity provider whose tokens the API accepts: RS256 JWTs signed by a
+// key of its JWKS, with this issuer and audience.
+type JWT struct {
+	// Issuer is the exact iss claim, e.g. https://idp.example.com/realms/sec.
+	Issuer string `yaml:"issuer"`
+	// Audience must be one of the token's aud claim.
+	Audience string `yaml:"audience"`
+	// JWKSURL is where the provider publishes its signing keys (JSON Web Key Set).
+	JWKSURL string `yaml:"jwks_url"`
 }
 
 // Defaults.
@@ -177,12 +192,40 @@ func (c *Config) validate(v *yamlconf.Validator) {
 			}
 		}
 	}
-	if len(c.API.Tokens) == 0 {
-		v.Add("at least one bearer token is required: the API is never open", "api", "tokens")
+	if len(c.API.Tokens) == 0 && c.API.JWT == nil {
+		v.Add("at least one bearer token (or api.jwt) is required: the API is never open", "api", "tokens")
+	}
+	if j := c.API.JWT; j != nil {
+		j.validate(v)
 	}
 	for i, t := range c.API.Tokens {
 		if len(t) < minTokenLen {
 			v.Add(fmt.Sprintf("a token needs at least %d characters", minTokenLen), "api", "tokens", i)
 		}
 	}
+}
+
+func (j *JWT) validate(v *yamlconf.Validator) {
+	for _, u := range [...]struct{ key, v, eg string }{
+		{"issuer", j.Issuer, "https://idp.example.com/realms/security"},
+		{"jwks_url", j.JWKSURL, "https://idp.example.com/realms/security/protocol/openid-connect/certs"},
+	} {
+		if u.v == "" {
+			v.Add("required, e.g. "+u.eg, "api", "jwt", u.key)
+		} else if err := httpURL(u.v); err != nil {
+			v.Add(err.Error(), "api", "jwt", u.key)
+		}
+	}
+	if j.Audience == "" {
+		v.Add("required: the aud the identity provider puts in tokens for the collector, e.g. tripwire", "api", "jwt", "audience")
+	}
+}
+
+// httpURL checks that s is an absolute http or https URL with a host.
+func httpURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", s)
+	}
+	return nil
 }

@@ -22,6 +22,18 @@ func TestLoadGood(t *testing.T) {
 	}
 }
 
+func TestLoadJWT(t *testing.T) {
+	cfg, err := Load("testdata/jwt.yml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	j := cfg.API.JWT
+	if j == nil || j.Issuer != "https://idp.example.com/realms/security" || j.Audience != "tripwire" ||
+		j.JWKSURL != "https://idp.example.com/realms/security/protocol/openid-connect/certs" || len(cfg.API.Tokens) != 0 {
+		t.Errorf("api = %+v (jwt %+v), want the JWT provider and no static token", cfg.API, j)
+	}
+}
+
 func TestLoadFleet(t *testing.T) {
 	cfg, err := Load("testdata/fleet.yml")
 	if err != nil {
@@ -55,6 +67,16 @@ func TestLoadBad(t *testing.T) {
 		"storage-postgres-only.bad.yml": {
 			"storage-postgres-only.bad.yml:4: storage.postgres: storage.clickhouse is missing",
 			"storage-postgres-only.bad.yml:4: storage.postgres.dsn: cannot parse `postgres://tripwire:xxxxx@127.0.0.1:notaport/tripwire`: invalid port",
+		},
+		"jwt.bad.yml": {"jwt.bad.yml:8: api.jwt.algorithm: unknown key"},
+		"jwt-values.bad.yml": {
+			`jwt-values.bad.yml:6: api.jwt.issuer: "idp.example.com" is not an http(s) URL`,
+			`jwt-values.bad.yml:8: api.jwt.jwks_url: "ftp://idp.example.com/certs" is not an http(s) URL`,
+		},
+		"jwt-empty.bad.yml": {
+			"jwt-empty.bad.yml:5: api.jwt.issuer: required",
+			"jwt-empty.bad.yml:5: api.jwt.audience: required",
+			"jwt-empty.bad.yml:5: api.jwt.jwks_url: required",
 		},
 		"storage-mixed.bad.yml": {
 			"storage-mixed.bad.yml:4: storage.duckdb: cannot be set with storage.clickhouse and storage.postgres",

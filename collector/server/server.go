@@ -143,9 +143,13 @@ func (s *Server) Run(ctx context.Context) error {
 		publisher = fanout
 	}
 	tripwirev1.RegisterIngestServiceServer(gs, ingest.New(s.store, publisher, pki.IdentityFromContext, version.Version, s.logger.With("component", "ingest"), m))
+	var jwtOpts *api.JWTOptions
+	if j := s.cfg.API.JWT; j != nil {
+		jwtOpts = &api.JWTOptions{JWT: *j}
+	}
 	hs := &http.Server{
 		Handler: api.New(api.Options{
-			Store: s.store, Broker: broker, Tokens: s.cfg.API.Tokens, Version: version.Version,
+			Store: s.store, Broker: broker, Tokens: s.cfg.API.Tokens, JWT: jwtOpts, Version: version.Version,
 			Logger:  s.logger.With("component", "api"),
 			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		}),

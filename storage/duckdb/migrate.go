@@ -106,12 +106,16 @@ func applyMigration(ctx context.Context, db *sql.DB, m storage.Migration) (err e
 
 // checkSchema refuses a file whose 0001_init predates the edit, made before the first
 // release, that stores event times to the nanosecond: on such a file the store would
-// silently round times and filters to the microsecond.
+// silently round times and filters to the microsecond. It runs before the migrations,
+// which would fail on such a file less clearly; a new file has no entries table yet.
 func checkSchema(ctx context.Context, db *sql.DB) error {
 	var typ string
 	err := db.QueryRowContext(ctx, `SELECT data_type FROM duckdb_columns()
 		WHERE database_name = current_database() AND schema_name = 'main'
 			AND table_name = 'entries' AND column_name = 'ts'`).Scan(&typ)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("reading the type of entries.ts: %w", err)
 	}

@@ -2,6 +2,7 @@ package duckdb
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -98,13 +99,69 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 }
 
 // Alerts returns the event entries matching f, newest first (event time, then seq, then
-// host id, all descending).
+// host id, all descending), each with its triage state.
 //
 // EventDetail is cut from the stored payload in Go rather than with DuckDB's
 // json_extract, which re-serialises (it decodes escapes such as \u003c that Go's encoder
 // writes for '<'): done here, it is the exact text the hash covers and the same bytes the
 // live stream sent for the alert. An entry whose payload is not JSON has no EventDetail.
 func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Alert, error) {
+	w := alertWhere(f)
+	limit, offset := page(f.Limit, f.Offset)
+	rows, err := s.db.QueryContext(ctx, alertSelect+w.sql()+`
+		ORDER BY e.ts DESC, e.seq DESC, e.host_id DESC
+		LIMIT ? OFFSET ?`, append(w.args, limit, offset)...)
+	if err != nil {
+		return nil, fmt.Errorf("querying alerts: %w", err)
+	}
+	defer rows.Close()
+	var alerts []storage.Alert
+	for rows.Next() {
+		a, err := s.scanAlert(rows)
+		if err != nil {
+			return nil, fmt.Errorf("querying alerts: %w", err)
+		}
+		alerts = append(alerts, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("querying alerts: %w", err)
+	}
+	return alerts, nil
+}
+
+// alertSelect reads the columns scanAlert takes, from entries AS e joined to hosts AS h
+// and triage AS t.
+const alertSelect = `SELECT COALESCE(e.alert_id::VARCHAR, ''), COALESCE(h.hostname, ''),
+		e.host_id, e.seq, e.ts, COALESCE(e.tripwire_type, ''), COALESCE(e.rule_name, ''),
+		COALESCE(e.severity, ''), e.payload,
+		COALESCE(t.status, 'open'), COALESCE(t.status_by, ''), t.status_at, COALESCE(t.note, '')
+	` + alertFrom
+
+// alertFrom joins entries AS e to hosts AS h and triage AS t.
+const alertFrom = `FROM entries AS e
+	LEFT JOIN hosts AS h ON h.host_id = e.host_id
+	LEFT JOIN triage AS t ON t.alert_id = e.alert_id
+	`
+
+func (s *Store) scanAlert(rows interface{ Scan(...any) error }) (storage.Alert, error) {
+	var a storage.Alert
+	var payload string
+	var at sql.NullTime
+	if err := rows.Scan(&a.AlertID, &a.Host, &a.HostID, &a.Seq, &a.Timestamp, &a.TripwireType,
+		&a.RuleName, &a.Severity, &payload, &a.TriageStatus, &a.TriageBy, &at, &a.TriageNote); err != nil {
+		return storage.Alert{}, err
+	}
+	a.Timestamp = a.Timestamp.UTC()
+	if at.Valid {
+		t := at.Time.UTC()
+		a.TriageAt = &t
+	}
+	a.EventDetail = s.eventDetail(a.HostID, a.Seq, payload)
+	return a, nil
+}
+
+// alertWhere selects the event entries matching f.
+func alertWhere(f storage.AlertFilter) where {
 	var w where
 	w.add("e.kind = 'event'")
 	w.host(f.Host)
@@ -114,35 +171,20 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 	if f.Severity != "" {
 		w.add("e.severity = ?", f.Severity)
 	}
+	if f.Rule != "" {
+		w.add("e.rule_name = ?", f.Rule)
+	}
+	if f.Status != "" {
+		w.add("COALESCE(t.status, 'open') = ?", f.Status)
+	}
+	if f.Text != "" {
+		// The event member as JSON text, as json_extract writes it; a payload that is not
+		// JSON has none.
+		w.add(`contains(lower(json_extract(CASE WHEN json_valid(e.payload) THEN e.payload END, '$.event')::VARCHAR),
+			lower(?))`, f.Text)
+	}
 	w.timeRange(f.From, f.To)
-	limit, offset := page(f.Limit, f.Offset)
-	rows, err := s.db.QueryContext(ctx, `SELECT COALESCE(e.alert_id::VARCHAR, ''), COALESCE(h.hostname, ''),
-			e.host_id, e.seq, e.ts, COALESCE(e.tripwire_type, ''), COALESCE(e.rule_name, ''),
-			COALESCE(e.severity, ''), e.payload
-		FROM entries AS e LEFT JOIN hosts AS h ON h.host_id = e.host_id
-		`+w.sql()+`
-		ORDER BY e.ts DESC, e.seq DESC, e.host_id DESC
-		LIMIT ? OFFSET ?`, append(w.args, limit, offset)...)
-	if err != nil {
-		return nil, fmt.Errorf("querying alerts: %w", err)
-	}
-	defer rows.Close()
-	var alerts []storage.Alert
-	for rows.Next() {
-		var a storage.Alert
-		var payload string
-		if err := rows.Scan(&a.AlertID, &a.Host, &a.HostID, &a.Seq, &a.Timestamp, &a.TripwireType,
-			&a.RuleName, &a.Severity, &payload); err != nil {
-			return nil, fmt.Errorf("querying alerts: %w", err)
-		}
-		a.Timestamp = a.Timestamp.UTC()
-		a.EventDetail = s.eventDetail(a.HostID, a.Seq, payload)
-		alerts = append(alerts, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("querying alerts: %w", err)
-	}
-	return alerts, nil
+	return w
 }
 
 // eventDetail returns the text of the payload's "event" member, or nil.

@@ -56,7 +56,8 @@ var _ storage.Store = (*Store)(nil)
 // tests. logger may be nil.
 //
 // Every connection runs with the session time zone set to UTC, so times read back and
-// any time arithmetic done in SQL are in UTC whatever the machine's zone.
+// any time arithmetic done in SQL are in UTC whatever the machine's zone. Once open, the
+// database has external access disabled: SQL cannot reach any other file.
 func Open(path string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -76,11 +77,16 @@ func Open(path string, logger *slog.Logger) (*Store, error) {
 	}
 	db := sql.OpenDB(connector) // db.Close closes the connector.
 	s := &Store{db: db, logger: logger, writer: make(chan struct{}, 1)}
+	if err := checkSchema(context.Background(), db); err != nil {
+		return nil, errors.Join(fmt.Errorf("opening duckdb store %q: %w", path, err), db.Close())
+	}
 	if err := migrate(context.Background(), db, logger); err != nil {
 		return nil, errors.Join(fmt.Errorf("opening duckdb store %q: %w", path, err), db.Close())
 	}
-	if err := checkSchema(context.Background(), db); err != nil {
-		return nil, errors.Join(fmt.Errorf("opening duckdb store %q: %w", path, err), db.Close())
+	// No SQL run by the store, Query included, may read or write a file other than the
+	// database's own; DuckDB refuses to turn this back on while the database is open.
+	if _, err := db.ExecContext(context.Background(), "SET enable_external_access = false"); err != nil {
+		return nil, errors.Join(fmt.Errorf("opening duckdb store %q: disabling external access: %w", path, err), db.Close())
 	}
 	logger.Debug("duckdb store open", "path", path)
 	return s, nil

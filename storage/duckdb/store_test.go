@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -166,12 +168,15 @@ func TestMigrationsAddedLater(t *testing.T) {
 	}
 }
 
-// openRaw returns the database of an in-memory store, for migrations of its own.
+// openRaw returns an empty in-memory database, for migrations of its own.
 func openRaw(t *testing.T) *sql.DB {
 	t.Helper()
-	s := openFile(t, "")
-	t.Cleanup(func() { s.Close() })
-	return s.db
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 func TestTimeZoneIsUTC(t *testing.T) {
@@ -357,3 +362,105 @@ func BenchmarkAppendEntries(b *testing.B) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestQueryRefusedByEngine checks that each statement is refused by one of DuckDB's own
+// mechanisms (statement type, read-only transaction, external access off), reported as
+// storage.ErrQueryRefused, and that none changed anything.
+func TestQueryRefusedByEngine(t *testing.T) {
+	s := openFile(t, filepath.Join(t.TempDir(), "t.duckdb"))
+	defer s.Close()
+	mustAppend := func(es ...batch.Entry) {
+		if err := s.AppendEntries(t.Context(), "h", es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := storetest.NewChain()
+	mustAppend(c.Event(time.Unix(1, 0), chain.Event{Type: chain.TypeFile, Rule: "r", Severity: chain.SeverityInfo}))
+	out := filepath.Join(t.TempDir(), "out.csv")
+	for _, q := range []string{
+		"INSERT INTO hosts (host_id) VALUES ('x')",
+		"UPDATE entries SET kind = 'x'",
+		"DELETE FROM entries",
+		"DROP TABLE entries",
+		"CREATE TABLE intruder (x INTEGER)",
+		"ALTER TABLE entries ADD COLUMN x INTEGER",
+		"ATTACH '" + filepath.Join(t.TempDir(), "other.db") + "' AS other",
+		"COPY entries TO '" + out + "'",
+		"EXPORT DATABASE '" + t.TempDir() + "'",
+		"SELECT * FROM read_csv('/etc/passwd')",
+		"SELECT * FROM read_text('/etc/passwd')",
+		"SELECT * FROM glob('/etc/*')",
+		"SET enable_external_access = true",
+		"RESET enable_external_access",
+		"PRAGMA enable_profiling",
+		"CALL pragma_version()",
+		"INSTALL httpfs",
+		"LOAD httpfs",
+		"CHECKPOINT",
+		"BEGIN TRANSACTION",
+		"SELECT 1; DROP TABLE entries",
+	} {
+		var r recorder
+		_, _, err := s.Query(t.Context(), q, 10, &r)
+		if !errors.Is(err, storage.ErrQueryRefused) {
+			t.Errorf("%s: %v, want an error wrapping storage.ErrQueryRefused", q, err)
+		}
+	}
+	// DuckDB's parser refuses these before any mechanism is needed.
+	for _, q := range []string{
+		"WITH gone AS (DELETE FROM entries RETURNING *) SELECT * FROM gone",
+		"SELECT * FROM query('DROP TABLE entries')",
+	} {
+		var r recorder
+		if _, _, err := s.Query(t.Context(), q, 10, &r); err == nil {
+			t.Errorf("%s ran", q)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("COPY wrote %s", out)
+	}
+	var n int
+	if err := s.db.QueryRowContext(t.Context(), "SELECT count(*) FROM entries").Scan(&n); err != nil || n != 1 {
+		t.Errorf("entries after refused statements: %d (%v), want 1", n, err)
+	}
+	// Turning external access back on is refused to the store itself too.
+	if _, err := s.db.ExecContext(t.Context(), "SET enable_external_access = true"); err == nil {
+		t.Error("external access could be turned back on")
+	}
+}
+
+// TestQueryStreamsRows checks what Query gives a RowWriter: column types as DuckDB names
+// them, values ready for JSON, and an error of the writer ending the query.
+func TestQueryStreamsRows(t *testing.T) {
+	s := openFile(t, "")
+	defer s.Close()
+	var r recorder
+	n, truncated, err := s.Query(t.Context(), `SELECT 1::BIGINT AS i, 'x' AS s, TIMESTAMP_NS '2026-01-02 03:04:05.123456789' AS t,
+		'nan'::DOUBLE AS f, NULL AS z, [1, 2] AS l, gen_random_uuid() IS NOT NULL AS b, '6f1c9a52-4c1e-4b8e-9a57-7d3f2b0c5e11'::UUID AS u`, 5, &r)
+	if err != nil || n != 1 || truncated {
+		t.Fatalf("Query = %d %v %v", n, truncated, err)
+	}
+	if got := fmt.Sprint(r.cols); got != "[{i BIGINT} {s VARCHAR} {t TIMESTAMP_NS} {f DOUBLE} {z INTEGER} {l INTEGER[]} {b BOOLEAN} {u UUID}]" {
+		t.Errorf("columns = %s", got)
+	}
+	if got := fmt.Sprint(r.rows[0]); got != "[1 x 2026-01-02T03:04:05.123456789Z NaN <nil> [1 2] true 6f1c9a52-4c1e-4b8e-9a57-7d3f2b0c5e11]" {
+		t.Errorf("row = %s", got)
+	}
+	stop := errors.New("client gone")
+	r = recorder{fail: stop}
+	if _, _, err := s.Query(t.Context(), "SELECT * FROM range(10)", 100, &r); !errors.Is(err, stop) {
+		t.Errorf("a failing writer: %v, want its error", err)
+	}
+}
+
+type recorder struct {
+	cols []storage.Column
+	rows [][]any
+	fail error
+}
+
+func (r *recorder) Columns(cols []storage.Column) error { r.cols = cols; return nil }
+func (r *recorder) Row(v []any) error {
+	r.rows = append(r.rows, slices.Clone(v))
+	return r.fail
+}

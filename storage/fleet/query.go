@@ -105,9 +105,10 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 }
 
 // Alerts returns the alerts matching f, newest first (event time, then seq, then host
-// id, all descending). PostgreSQL's alert index selects and pages them; the payloads come
-// from ClickHouse, and EventDetail is the text of the payload's "event" member, exactly
-// as the agent hashed it.
+// id, all descending), with their triage state. PostgreSQL's alert index selects and
+// pages them; the payloads come from ClickHouse, and EventDetail is the text of the
+// payload's "event" member, exactly as the agent hashed it. A Text filter is matched in
+// ClickHouse first (textKeys), and PostgreSQL then selects among the entries it found.
 func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Alert, error) {
 	var w where
 	w.host("a", f.Host)
@@ -117,18 +118,43 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 	if f.Severity != "" {
 		w.add("a.severity = $?", f.Severity)
 	}
+	if f.Rule != "" {
+		w.add("a.rule_name = $?", f.Rule)
+	}
+	if f.Status != "" {
+		w.add("a.status = $?", f.Status)
+	}
 	w.timeRange("a", f.From, f.To)
+	if f.Text != "" {
+		keys, err := s.textKeys(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("querying alerts: %w", err)
+		}
+		w.add("(a.host_id, a.seq, c.hash) IN (SELECT * FROM unnest($?::text[], $?::bigint[], $?::text[]))",
+			keys.hostIDs, keys.seqs, keys.hashes)
+	}
 	limit, offset := page(f.Limit, f.Offset)
-	rows, err := s.pg.Query(ctx, `SELECT a.alert_id::text, COALESCE(h.hostname, ''), a.host_id, a.seq, a.ts_ns,
-			COALESCE(a.tripwire_type, ''), COALESCE(a.rule_name, ''), COALESCE(a.severity, ''), c.hash
-		FROM alerts AS a
-		JOIN chain_entries AS c ON c.host_id = a.host_id AND c.seq = a.seq
-		LEFT JOIN hosts AS h ON h.host_id = a.host_id
-		`+w.sql()+`
+	alerts, err := s.alerts(ctx, w.sql()+`
 		ORDER BY a.ts_ns DESC, a.seq DESC, a.host_id DESC
 		`+w.page(limit, offset), w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying alerts: %w", err)
+	}
+	return alerts, nil
+}
+
+// alerts reads the alerts the query's tail (WHERE, ORDER BY, LIMIT over alerts AS a,
+// chain_entries AS c and hosts AS h) selects, with their event details from ClickHouse.
+func (s *Store) alerts(ctx context.Context, tail string, args ...any) ([]storage.Alert, error) {
+	rows, err := s.pg.Query(ctx, `SELECT a.alert_id::text, COALESCE(h.hostname, ''), a.host_id, a.seq, a.ts_ns,
+			COALESCE(a.tripwire_type, ''), COALESCE(a.rule_name, ''), COALESCE(a.severity, ''), c.hash,
+			a.status, COALESCE(a.status_by, ''), a.status_at, COALESCE(a.status_note, '')
+		FROM alerts AS a
+		JOIN chain_entries AS c ON c.host_id = a.host_id AND c.seq = a.seq
+		LEFT JOIN hosts AS h ON h.host_id = a.host_id
+		`+tail, args...)
+	if err != nil {
+		return nil, err
 	}
 	var alerts []storage.Alert
 	var keys []entryKey
@@ -136,21 +162,25 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 		var a storage.Alert
 		var seq, ns int64
 		var hash string
-		if err := rows.Scan(&a.AlertID, &a.Host, &a.HostID, &seq, &ns, &a.TripwireType, &a.RuleName, &a.Severity, &hash); err != nil {
+		if err := rows.Scan(&a.AlertID, &a.Host, &a.HostID, &seq, &ns, &a.TripwireType, &a.RuleName, &a.Severity, &hash,
+			&a.TriageStatus, &a.TriageBy, &a.TriageAt, &a.TriageNote); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("querying alerts: %w", err)
+			return nil, err
 		}
 		a.Seq, a.Timestamp = uint64(seq), time.Unix(0, ns).UTC()
+		if a.TriageAt != nil {
+			*a.TriageAt = a.TriageAt.UTC()
+		}
 		alerts = append(alerts, a)
 		keys = append(keys, entryKey{hostID: a.HostID, seq: a.Seq, hash: hash, ts: ns})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("querying alerts: %w", err)
+		return nil, err
 	}
 	texts, err := s.history(ctx, keys)
 	if err != nil {
-		return nil, fmt.Errorf("querying alerts: %w", err)
+		return nil, err
 	}
 	for i := range alerts {
 		alerts[i].EventDetail = s.eventDetail(alerts[i].HostID, alerts[i].Seq, texts[i].payload)

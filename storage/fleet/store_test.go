@@ -3,6 +3,7 @@ package fleet
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -79,8 +80,8 @@ func TestMigrationsAreIdempotent(t *testing.T) {
 		if err := s.pg.QueryRow(t.Context(), "SELECT version, name FROM schema_migrations ORDER BY version LIMIT 1").Scan(&v, &name); err != nil || v != 1 || name != "0001_init.sql" {
 			t.Fatalf("PostgreSQL schema_migrations starts with %d %q (%v), want 1 0001_init.sql", v, name, err)
 		}
-		if n := pgCount(t, s, "SELECT count(*) FROM schema_migrations"); n != 1 {
-			t.Errorf("PostgreSQL schema_migrations has %d rows, want 1", n)
+		if n := pgCount(t, s, "SELECT count(*) FROM schema_migrations"); n != 2 {
+			t.Errorf("PostgreSQL schema_migrations has %d rows, want 2", n)
 		}
 		if n := chCount(t, s, "SELECT count() FROM schema_migrations FINAL WHERE version = 1 AND name = '0001_init.sql'"); n != 1 {
 			t.Errorf("ClickHouse schema_migrations holds version 1 %d times, want once", n)
@@ -105,8 +106,8 @@ func TestMigrationsAreIdempotent(t *testing.T) {
 	pgExec(t, s, "INSERT INTO schema_migrations VALUES (99, '0099_future.sql', now())")
 	_, err = Open(t.Context(), o)
 	var tooNew *SchemaTooNewError
-	if !errors.As(err, &tooNew) || tooNew.Engine != "PostgreSQL" || tooNew.Version != 99 || tooNew.Known != 1 {
-		t.Fatalf("opening a PostgreSQL schema from the future: got %v, want a SchemaTooNewError 99 > 1", err)
+	if !errors.As(err, &tooNew) || tooNew.Engine != "PostgreSQL" || tooNew.Version != 99 || tooNew.Known != 2 {
+		t.Fatalf("opening a PostgreSQL schema from the future: got %v, want a SchemaTooNewError 99 > 2", err)
 	}
 	pgExec(t, s, "DELETE FROM schema_migrations WHERE version = 99")
 	batch, err := s.ch.PrepareBatch(t.Context(), "INSERT INTO schema_migrations (version, name, applied_at)")
@@ -430,5 +431,83 @@ func TestDropMonthsBefore(t *testing.T) {
 	// Nothing more to drop.
 	if months, err := s.DropMonthsBefore(t.Context(), time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)); err != nil || len(months) != 0 {
 		t.Errorf("second run dropped %v (%v), want nothing", months, err)
+	}
+}
+
+type recorder struct {
+	cols []storage.Column
+	rows [][]any
+}
+
+func (r *recorder) Columns(cols []storage.Column) error { r.cols = cols; return nil }
+func (r *recorder) Row(v []any) error {
+	r.rows = append(r.rows, slices.Clone(v))
+	return nil
+}
+
+// TestQueryRefusedByReadonly checks that ClickHouse itself refuses, under readonly=1,
+// each statement that would write, change a setting or touch a file, and that nothing
+// changed.
+func TestQueryRefusedByReadonly(t *testing.T) {
+	s, _ := openTest(t)
+	defer s.Close()
+	c := storetest.NewChain()
+	if err := s.AppendEntries(t.Context(), "h", []batch.Entry{c.Event(time.Unix(1, 0), chain.Event{Type: chain.TypeFile, Rule: "r", Severity: chain.SeverityInfo})}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"INSERT INTO entries (host_id, seq) VALUES ('x', 9)",
+		"INSERT INTO entries (host_id, seq) SELECT host_id, seq + 1 FROM entries",
+		"ALTER TABLE entries DELETE WHERE 1",
+		"ALTER TABLE entries UPDATE kind = 'x' WHERE 1",
+		"ALTER TABLE entries DROP PARTITION 197001",
+		"DROP TABLE entries",
+		"TRUNCATE TABLE entries",
+		"CREATE TABLE intruder (x UInt8) ENGINE = Memory",
+		"CREATE DATABASE intruder",
+		"RENAME TABLE entries TO gone",
+		"SET readonly = 0",
+		"SELECT * FROM file('/etc/passwd', 'TSV', 'line String')",
+		"SELECT * FROM url('http://127.0.0.1:1/', 'TSV', 'line String')",
+		"SELECT 1 SETTINGS readonly = 0",
+		"OPTIMIZE TABLE entries FINAL",
+	} {
+		var r recorder
+		if _, _, err := s.Query(t.Context(), q, 10, &r); !errors.Is(err, storage.ErrQueryRefused) {
+			t.Errorf("%s: %v, want an error wrapping storage.ErrQueryRefused", q, err)
+		}
+	}
+	if n := chCount(t, s, "SELECT count() FROM entries"); n != 1 {
+		t.Errorf("entries after refused statements: %d, want 1", n)
+	}
+}
+
+// TestQueryStreams checks what Query gives a RowWriter over ClickHouse: column types as
+// ClickHouse names them, values ready for JSON (DateTime as RFC 3339, NULL as nil), and
+// an error the server raises after rows were sent, with those rows passed on.
+func TestQueryStreams(t *testing.T) {
+	s, _ := openTest(t)
+	defer s.Close()
+	var r recorder
+	n, truncated, err := s.Query(t.Context(), `SELECT toUInt64(1) AS i, 'x' AS s, toDateTime('2026-01-02 03:04:05', 'UTC') AS t,
+		CAST(NULL AS Nullable(String)) AS z, [1, 2] AS l`, 5, &r)
+	if err != nil || n != 1 || truncated {
+		t.Fatalf("Query = %d %v %v", n, truncated, err)
+	}
+	if got := fmt.Sprint(r.cols); got != "[{i UInt64} {s String} {t DateTime('UTC')} {z Nullable(String)} {l Array(UInt8)}]" {
+		t.Errorf("columns = %s", got)
+	}
+	if got := fmt.Sprint(r.rows[0]); got != "[1 x 2026-01-02T03:04:05Z <nil> [1 2]]" {
+		t.Errorf("row = %s", got)
+	}
+	r = recorder{}
+	n, truncated, err = s.Query(t.Context(), "SELECT number FROM system.numbers LIMIT 100000", 1000, &r)
+	if err != nil || n != 1000 || !truncated || len(r.rows) != 1000 {
+		t.Errorf("max rows 1000 of 100000: %d rows, truncated %v, %v", n, truncated, err)
+	}
+	r = recorder{}
+	_, _, err = s.Query(t.Context(), "SELECT number, throwIf(number >= 300000) FROM system.numbers LIMIT 400000", 1_000_000, &r)
+	if err == nil || errors.Is(err, storage.ErrQueryRefused) || len(r.rows) == 0 {
+		t.Errorf("an error after rows: %d rows, %v; want rows then a (non-refusal) error", len(r.rows), err)
 	}
 }

@@ -60,6 +60,12 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Alerts/EventDetail", testEventDetail},
 		{"Alerts/StableID", testStableID},
 		{"Audit/Filters", testAuditFilters},
+		{"Alerts/RuleAndText", testAlertSearch},
+		{"Alerts/Triage", testTriage},
+		{"Alerts/Counts", testAlertCounts},
+		{"Query/Select", testQuerySelect},
+		{"Query/Refused", testQueryRefused},
+		{"Rules/PutAndList", testRules},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

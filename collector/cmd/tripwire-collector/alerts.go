@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tripwire-project/tripwire/collector/config"
 	"github.com/tripwire-project/tripwire/storage"
 )
 
@@ -24,32 +23,16 @@ import (
 func alertsCmd(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("alerts", flag.ContinueOnError)
 	follow := fs.Bool("follow", false, "print alerts live as they arrive (Ctrl-C stops)")
-	cfgPath := fs.String("config", "", "read the API address and a token from this collector.yaml")
-	base := fs.String("url", "", "API base URL (default http://127.0.0.1:8080, or listen.http of --config)")
-	token := fs.String("token", os.Getenv("TRIPWIRE_TOKEN"), "bearer token (default $TRIPWIRE_TOKEN, or the first of --config)")
+	client := apiFlags(fs, "alerts")
 	jsonOut := fs.Bool("json", false, "print each alert as one JSON line")
 	typ := fs.String("type", "", "only FILE, NETWORK or PROCESS")
 	host := fs.String("host", "", "only this host")
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
-	if *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			return err
-		}
-		if *base == "" {
-			*base = "http://" + cfg.Listen.HTTP
-		}
-		if *token == "" && len(cfg.API.Tokens) > 0 {
-			*token = cfg.API.Tokens[0]
-		}
-	}
-	if *base == "" {
-		*base = "http://127.0.0.1:8080"
-	}
-	if *token == "" {
-		return usageError("alerts: a token is required (--token, $TRIPWIRE_TOKEN or --config)")
+	c, err := client()
+	if err != nil {
+		return err
 	}
 	q := url.Values{}
 	if *typ != "" {
@@ -72,7 +55,7 @@ func alertsCmd(args []string, stdout io.Writer) error {
 		var body struct {
 			Alerts []storage.Alert `json:"alerts"`
 		}
-		if err := getJSON(ctx, *base+"/api/v1/alerts?"+q.Encode(), *token, &body); err != nil {
+		if err := c.doJSON(ctx, http.MethodGet, "/api/v1/alerts?"+q.Encode(), nil, &body); err != nil {
 			return err
 		}
 		for i := len(body.Alerts) - 1; i >= 0; i-- { // oldest first, like a log
@@ -80,7 +63,7 @@ func alertsCmd(args []string, stdout io.Writer) error {
 		}
 		return nil
 	}
-	fmt.Fprintf(os.Stderr, "following alerts from %s (Ctrl-C stops)\n", *base)
+	fmt.Fprintf(os.Stderr, "following alerts from %s (Ctrl-C stops)\n", c.base)
 	// After a reconnect, or being cut off for falling behind, the stored alerts since the
 	// last one printed are fetched once the new subscription is in place, so nothing in
 	// between is missed; ids already printed are skipped.
@@ -112,7 +95,7 @@ func alertsCmd(args []string, stdout io.Writer) error {
 		var body struct {
 			Alerts []storage.Alert `json:"alerts"`
 		}
-		if err := getJSON(ctx, *base+"/api/v1/alerts?"+cq.Encode(), *token, &body); err != nil {
+		if err := c.doJSON(ctx, http.MethodGet, "/api/v1/alerts?"+cq.Encode(), nil, &body); err != nil {
 			return err
 		}
 		for i := len(body.Alerts) - 1; i >= 0; i-- {
@@ -121,7 +104,7 @@ func alertsCmd(args []string, stdout io.Writer) error {
 		return nil
 	}
 	for ctx.Err() == nil {
-		err := followOnce(ctx, *base+"/api/v1/alerts/stream?"+q.Encode(), *token, catchUp, printOnce)
+		err := followOnce(ctx, c.base+"/api/v1/alerts/stream?"+q.Encode(), c.token, catchUp, printOnce)
 		if ctx.Err() != nil {
 			break
 		}
@@ -144,24 +127,6 @@ type httpError struct {
 
 func (e *httpError) Error() string {
 	return fmt.Sprintf("HTTP %d: %s", e.code, strings.TrimSpace(e.body))
-}
-
-func getJSON(ctx context.Context, u, token string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return &httpError{resp.StatusCode, string(b)}
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // followOnce reads one server-sent event stream until it ends; subscribed runs once the

@@ -1,5 +1,6 @@
 // Command tripwire-collector receives agents' audit chains over gRPC with mutual TLS,
-// stores them, and serves the query API. Subcommands: serve, migrate, pki, alerts.
+// stores them, and serves the query API. Subcommands: serve, migrate, pki, alerts, sql,
+// rules.
 package main
 
 import (
@@ -29,6 +30,11 @@ commands:
                                           issue an agent certificate (DIR/NAME/agent.crt, agent.key, ca.crt);
                                           re-issuing keeps the host id unless --new-host-id
   alerts [--follow] [--url U] [--token T] list alerts, or follow them live as they arrive
+  sql [--format table|ndjson] [--max-rows N] "SELECT ..."
+                                          run one read-only SQL query over the store, through the API
+  rules apply -f rules.yaml               replace the central rules with the file's; prints what changed
+  rules list [--host H]                   list the central rules
+                                          (alerts, sql and rules take --config collector.yaml, --url, --token)
   version                                 print the version
 `
 
@@ -61,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return pkiCmd(args[1:], stdout)
 	case "alerts":
 		return alertsCmd(args[1:], stdout)
+	case "sql":
+		return sqlCmd(args[1:], stdout)
+	case "rules":
+		return rulesCmd(args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, version.Version)
 		return nil
