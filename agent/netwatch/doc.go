@@ -16,8 +16,8 @@
 //     ModeSockDiag lists the host's sockets over NETLINK_SOCK_DIAG every
 //     Options.PollInterval and misses connections shorter than that.
 //
-// New picks eBPF and falls back to sockdiag; off Linux, monitor rules are left
-// unwatched and Degraded says so. A port that has a decoy is never monitored inbound,
+// New picks eBPF and falls back to sockdiag; on macOS and Windows the monitor polls
+// the connection table (ModePoll: netstat, GetExtendedTcpTable) instead. A port that has a decoy is never monitored inbound,
 // so a caller is reported once. Events that cannot be delivered are counted (Lost) and
 // reported through Options.OnLoss. See docs/adr/0010-network-watcher.md and
 // docs/watchers/network.md.

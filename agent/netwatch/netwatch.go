@@ -108,7 +108,7 @@ type Watcher interface {
 	// released when it returns. Run never closes out. A send to out waits for the
 	// consumer (events meanwhile queue, then count as lost), so drain out promptly.
 	Run(ctx context.Context, out chan<- chain.Event) error
-	// Mode is the monitor mode in use (ModeEBPF or ModeSockDiag), or ModeDecoy when no
+	// Mode is the monitor mode in use (ModeEBPF, ModeSockDiag, or ModePoll off Linux), or ModeDecoy when no
 	// monitor rule is watched.
 	Mode() string
 	// Degraded is "" when the watcher sees all it is meant to, and otherwise says, for

@@ -14,8 +14,9 @@
 //     connector announces each exec by pid only; the rest is read from /proc at once,
 //     and a process that exits first loses those fields (named in
 //     chain.Event.Missing).
-//   - proc (everywhere /proc exists): /proc is polled every Options.PollInterval; a
-//     program that runs for less than that is not seen at all.
+//   - proc (every platform): the process table — /proc on Linux, kern.proc.all and
+//     kern.procargs2 on macOS, a Toolhelp snapshot on Windows — is polled every
+//     Options.PollInterval; a program that runs for less than that is not seen at all.
 //
 // In every mode the agent enriches what is still readable from /proc, hashes the
 // executable when a rule needs it (MatchContent), matches the rules and sends one
