@@ -15,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,17 +44,23 @@ type Agent struct {
 	cfg      *config.Config
 	logger   *slog.Logger
 	chain    *durableChain
-	watchers []*namedWatcher
 	signals  *sigwatch.Watcher // nil when signal senders cannot be traced here
 	sigErr   string            // why signals is nil
-	filter   *filter
+	redactor *redact.Redactor
+	filter   atomic.Pointer[filter] // the one for the rules in force
 	metrics  *agentMetrics
-	notices  chan chain.Payload // signal records, merged into the chain by the pipeline
-	tls      *transport.ClientTLS
-	shipper  *transport.Shipper
-	healthL  net.Listener
-	events   chan chain.Event
-	started  time.Time
+	rulesC   chan *tripwirev1.RuleSet // central rule sets pushed, for runWatchers
+
+	mu          sync.Mutex
+	set         watchSet           // the rules in force and their watchers
+	everWatched []*namedWatcher    // retired watchers too, for their losses
+	suppressed  sync.Map           // allowlisted hits by rule, across rule changes
+	notices     chan chain.Payload // signal records, merged into the chain by the pipeline
+	tls         *transport.ClientTLS
+	shipper     *transport.Shipper
+	healthL     net.Listener
+	events      chan chain.Event
+	started     time.Time
 
 	signalsLostSeen uint64 // pipeline goroutine only
 
@@ -68,7 +75,8 @@ func New(cfg *config.Config, logger *slog.Logger) (_ *Agent, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, logger: logger, events: make(chan chain.Event, 8192), notices: make(chan chain.Payload, 64), started: time.Now()}
+	a := &Agent{cfg: cfg, logger: logger, events: make(chan chain.Event, 8192), notices: make(chan chain.Payload, 64),
+		rulesC: make(chan *tripwirev1.RuleSet, 1), started: time.Now()}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -91,21 +99,34 @@ func New(cfg *config.Config, logger *slog.Logger) (_ *Agent, err error) {
 	}
 	closers = append(closers, func() { a.chain.Close() })
 
-	red, err := redact.New(cfg.Redact.Patterns, cfg.Redact.NoDefaults)
+	if a.redactor, err = redact.New(cfg.Redact.Patterns, cfg.Redact.NoDefaults); err != nil {
+		return nil, err
+	}
+	central, err := loadCentralRules(cfg.Audit.Dir)
+	if err != nil {
+		// A damaged copy is not a reason to run blind: start on the local rules; the
+		// collector pushes the set again on connect.
+		logger.Error("ignoring the persisted central rules", "err", err)
+	}
+	rules, shadowed := merge(cfg.Rules, central.Rules)
+	if len(shadowed) > 0 {
+		logger.Warn("local rules take precedence over central rules of the same name", "names", shadowed)
+	}
+	a.filter.Store(newFilter(rules, a.redactor, &a.suppressed))
+	merged := *cfg
+	merged.Rules = rules
+	watchers, err := newWatchers(&merged, logger)
 	if err != nil {
 		return nil, err
 	}
-	a.filter = newFilter(cfg.Rules, red)
-	a.watchers, err = newWatchers(cfg, logger)
-	if err != nil {
-		return nil, err
-	}
+	a.set = watchSet{central: central, rules: rules, watchers: watchers}
+	a.everWatched = slices.Clone(watchers)
 	closers = append(closers, func() {
-		for _, w := range a.watchers {
+		for _, w := range watchers {
 			w.Close()
 		}
 	})
-	for _, w := range a.watchers {
+	for _, w := range watchers {
 		if d := w.Degraded(); d != "" {
 			logger.Warn("watcher degraded", "watcher", w.name, "mode", w.Mode(), "reason", d)
 		}
@@ -128,6 +149,7 @@ func New(cfg *config.Config, logger *slog.Logger) (_ *Agent, err error) {
 		Address: cfg.Collector.Address, TLS: a.tls.Config(), Hostname: cfg.Host,
 		Version: version.Version, Kernel: kernelRelease(),
 		Watchers: a.watcherStatus, Logger: logger.With("component", "shipper"),
+		OnRules: a.onRules,
 	})
 	return a, nil
 }
@@ -150,7 +172,7 @@ func (a *Agent) watcherStatus() []*tripwirev1.WatcherStatus {
 // watcherReports says how each watcher runs, the signal tracer included.
 func (a *Agent) watcherReports() []healthz.WatcherReport {
 	var out []healthz.WatcherReport
-	for _, w := range a.watchers {
+	for _, w := range a.current() {
 		out = append(out, healthz.WatcherReport{Name: w.name, Mode: w.Mode(), Degraded: w.Degraded()})
 	}
 	if a.signals != nil {
@@ -237,10 +259,10 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) pipeline() error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	buf := make([]chain.Payload, 0, pipelineBatch+len(a.watchers)+2)
+	buf := make([]chain.Payload, 0, pipelineBatch+16)
 	event := func(ev chain.Event) {
 		a.metrics.seen(ev)
-		if a.filter.pass(&ev) {
+		if a.filter.Load().pass(&ev) {
 			buf = append(buf, chain.Payload{Kind: chain.KindEvent, Time: time.Now().UTC(), Event: &ev})
 		}
 	}
@@ -294,7 +316,7 @@ func (a *Agent) pipeline() error {
 
 // gaps appends a gap entry for each watcher that lost events since the last look.
 func (a *Agent) gaps(buf []chain.Payload) []chain.Payload {
-	for _, w := range a.watchers {
+	for _, w := range a.tracked() {
 		if lost := w.Lost(); lost > w.lostSeen {
 			buf = append(buf, chain.Payload{Kind: chain.KindGap, Notice: &chain.Notice{
 				What: "watcher_loss", Lost: lost - w.lostSeen,
@@ -388,9 +410,10 @@ func (a *Agent) report() healthz.Report {
 		Status: "ok", Version: version.Version, Host: a.cfg.Host,
 		UptimeS: int64(time.Since(a.started).Seconds()), HeadSeq: head, AckedSeq: acked,
 		QueueDepth: head - min(acked, head), AuditBytes: a.chain.SizeBytes(),
-		Watchers:   a.watcherReports(),
-		Suppressed: a.filter.suppressedByRule(),
-		Collector:  a.shipper.Status(),
+		Watchers:     a.watcherReports(),
+		Suppressed:   a.filter.Load().suppressedByRule(),
+		CentralRules: a.centralVersion(),
+		Collector:    a.shipper.Status(),
 	}
 	if n := a.lastAlert.Load(); n != 0 {
 		t := time.Unix(0, n).UTC()

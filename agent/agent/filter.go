@@ -24,11 +24,11 @@ type filter struct {
 	allow      map[string]config.Allow // by rule name; only rules with an allowlist
 	redactor   *redact.Redactor
 	hashes     map[fileKey]string
-	suppressed sync.Map // rule name → *atomic.Uint64
+	suppressed *sync.Map // rule name → *atomic.Uint64, shared by the filters an agent replaces
 }
 
-func newFilter(rules []config.Rule, r *redact.Redactor) *filter {
-	f := &filter{allow: map[string]config.Allow{}, redactor: r, hashes: map[fileKey]string{}}
+func newFilter(rules []config.Rule, r *redact.Redactor, suppressed *sync.Map) *filter {
+	f := &filter{allow: map[string]config.Allow{}, redactor: r, hashes: map[fileKey]string{}, suppressed: suppressed}
 	for _, rule := range rules {
 		if !rule.Allow.Empty() {
 			f.allow[rule.Name] = rule.Allow

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/tripwire-project/tripwire/agent/config"
@@ -24,7 +25,7 @@ func TestFilterAllowlistsAndRedacts(t *testing.T) {
 		{Name: "by-hash", Allow: config.Allow{ExeSHA256: []string{hex.EncodeToString(sum[:])}}},
 		{Name: "by-parent", Allow: config.Allow{Parents: []string{"/usr/sbin/cron"}}},
 		{Name: "plain"},
-	}, r)
+	}, r, new(sync.Map))
 	uid := int64(34)
 	cases := []struct {
 		name string

@@ -34,13 +34,17 @@ func newAgentMetrics(a *Agent) *agentMetrics {
 		"Hits dropped by a rule's allowlist.", []string{"rule"}, nil)
 	queue := prometheus.NewDesc("tripwire_agent_queue_depth", "Chain entries not yet acked by the collector.", nil, nil)
 	m.reg.MustRegister(m.events, m.signals, collectorFunc{descs: []*prometheus.Desc{lost, suppressed, queue}, collect: func(ch chan<- prometheus.Metric) {
-		for _, w := range a.watchers {
-			ch <- prometheus.MustNewConstMetric(lost, prometheus.CounterValue, float64(w.Lost()), w.name, w.Mode())
+		byMode := map[[2]string]uint64{} // a watcher replaced by a rule change keeps counting
+		for _, w := range a.tracked() {
+			byMode[[2]string{w.name, w.Mode()}] += w.Lost()
+		}
+		for k, n := range byMode {
+			ch <- prometheus.MustNewConstMetric(lost, prometheus.CounterValue, float64(n), k[0], k[1])
 		}
 		if a.signals != nil {
 			ch <- prometheus.MustNewConstMetric(lost, prometheus.CounterValue, float64(a.signals.Lost()), "signals", "ebpf")
 		}
-		for rule, n := range a.filter.suppressedByRule() {
+		for rule, n := range a.filter.Load().suppressedByRule() {
 			ch <- prometheus.MustNewConstMetric(suppressed, prometheus.CounterValue, float64(n), rule)
 		}
 		head, _ := a.chain.Head()

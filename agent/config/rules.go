@@ -55,3 +55,15 @@ func LoadRules(path string) ([]ScopedRule, error) {
 	}
 	return f.Rules, nil
 }
+
+// CheckRules validates rules that did not come from a file — a central rule set pushed
+// by the collector — as LoadRules would (file paths need not exist yet), applying
+// defaults and compiling regular expressions in place. name labels the problems.
+func CheckRules(name string, rules []Rule) error {
+	v := yamlconf.NewValidator(name, nil)
+	for i := range rules {
+		rules[i].applyDefaults()
+	}
+	validateRules(v, rules, func(int) string { return "" }, false)
+	return v.Err()
+}

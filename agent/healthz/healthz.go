@@ -27,7 +27,9 @@ type Report struct {
 	Watchers   []WatcherReport `json:"watchers"`
 	// Suppressed counts, per rule, the hits its allowlist kept out of the chain.
 	Suppressed map[string]uint64 `json:"suppressed,omitempty"`
-	Collector  any               `json:"collector"`
+	// CentralRules is the version of the central rule set in force ("" when none).
+	CentralRules string `json:"central_rules_version,omitempty"`
+	Collector    any    `json:"collector"`
 }
 
 // WatcherReport says how one watcher runs.

@@ -60,6 +60,9 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound reconnect delays (defaults 100 ms and 30 s).
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *slog.Logger
+	// OnRules receives each central rule set the collector pushes, on the stream's
+	// receiving goroutine: it must return promptly (hand the work off).
+	OnRules func(*tripwirev1.RuleSet)
 }
 
 // Shipper streams a chain to the collector. Run it once; Status is safe to call
@@ -249,6 +252,9 @@ func (s *Shipper) session(ctx context.Context, client tripwirev1.IngestServiceCl
 					s.opts.Logger.Warn("collector asked for a resend", "from_seq", rf.GetSeq())
 					cursor.Store(rf.GetSeq())
 					wake()
+				}
+				if rs := m.Command.GetRules(); rs != nil && s.opts.OnRules != nil {
+					s.opts.OnRules(rs)
 				}
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -34,6 +35,7 @@ type Server struct {
 	tripwirev1.UnimplementedIngestServiceServer
 	store    storage.Store
 	broker   live.Publisher
+	rules    *ruleFeed
 	identify Identify
 	logger   *slog.Logger
 	version  string
@@ -48,7 +50,7 @@ func New(store storage.Store, broker live.Publisher, identify Identify, version 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{store: store, broker: broker, identify: identify, logger: logger, version: version, now: time.Now, metrics: m}
+	return &Server{store: store, broker: broker, identify: identify, logger: logger, version: version, now: time.Now, metrics: m, rules: newRuleFeed(store)}
 }
 
 // BatchError says a received batch is not a valid continuation of a chain; it names the
@@ -120,6 +122,21 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		return err
 	}
 
+	// Sends come from this goroutine (acks, resend requests) and from the rule pusher.
+	var sendMu sync.Mutex
+	send := func(resp *tripwirev1.StreamResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(resp)
+	}
+	pushCtx, stopPush := context.WithCancel(ctx)
+	pushed := make(chan struct{})
+	defer func() { stopPush(); <-pushed }()
+	go func() {
+		defer close(pushed)
+		s.pushRules(pushCtx, hostname, send, log)
+	}()
+
 	sess := &session{s: s, hostID: hostID, hostname: hostname, head: head, headHash: headHash, log: log}
 	for {
 		msg, err := stream.Recv()
@@ -136,7 +153,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 				return err
 			}
 			if resp != nil {
-				if err := stream.Send(resp); err != nil {
+				if err := send(resp); err != nil {
 					return err
 				}
 			}
@@ -148,6 +165,35 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 			return status.Error(codes.FailedPrecondition, "Register sent twice on one stream")
 		default:
 			return status.Error(codes.InvalidArgument, "empty or unknown message")
+		}
+	}
+}
+
+// RunRules reads the central rules every interval until ctx ends, so that changes
+// reach connected agents; without it no rules are pushed.
+func (s *Server) RunRules(ctx context.Context, interval time.Duration) {
+	s.rules.run(ctx, interval, s.logger)
+}
+
+// pushRules sends the host's central rule set when the stream opens and whenever it
+// changes, until ctx ends.
+func (s *Server) pushRules(ctx context.Context, host string, send func(*tripwirev1.StreamResponse) error, log *slog.Logger) {
+	sent := ""
+	for {
+		set, changed := s.rules.forHost(host)
+		if set != nil && set.GetVersion() != sent {
+			if err := send(&tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Command{Command: &tripwirev1.Command{
+				Cmd: &tripwirev1.Command_Rules{Rules: set},
+			}}}); err != nil {
+				return // the stream is ending; the next one gets the set
+			}
+			log.Info("pushed central rules", "version", set.GetVersion())
+			sent = set.GetVersion()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
 		}
 	}
 }

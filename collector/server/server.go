@@ -142,7 +142,8 @@ func (s *Server) Run(ctx context.Context) error {
 		fanout = live.NewPGFanout(s.cfg.Storage.Postgres.DSN, broker, s.store, s.logger.With("component", "live"))
 		publisher = fanout
 	}
-	tripwirev1.RegisterIngestServiceServer(gs, ingest.New(s.store, publisher, pki.IdentityFromContext, version.Version, s.logger.With("component", "ingest"), m))
+	ingestServer := ingest.New(s.store, publisher, pki.IdentityFromContext, version.Version, s.logger.With("component", "ingest"), m)
+	tripwirev1.RegisterIngestServiceServer(gs, ingestServer)
 	var jwtOpts *api.JWTOptions
 	if j := s.cfg.API.JWT; j != nil {
 		jwtOpts = &api.JWTOptions{JWT: *j}
@@ -162,6 +163,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if fanout != nil {
 		g.Go(func() error { return fanout.Run(gctx) })
 	}
+	g.Go(func() error { ingestServer.RunRules(gctx, ingest.RulesPollInterval); return nil })
 	g.Go(func() error {
 		if err := gs.Serve(s.grpcL); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serving gRPC: %w", err)

@@ -737,6 +737,7 @@ type Command struct {
 	// Types that are valid to be assigned to Cmd:
 	//
 	//	*Command_ResendFrom
+	//	*Command_Rules
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -788,6 +789,15 @@ func (x *Command) GetResendFrom() *ResendFrom {
 	return nil
 }
 
+func (x *Command) GetRules() *RuleSet {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_Rules); ok {
+			return x.Rules
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -796,7 +806,71 @@ type Command_ResendFrom struct {
 	ResendFrom *ResendFrom `protobuf:"bytes,1,opt,name=resend_from,json=resendFrom,proto3,oneof"`
 }
 
+type Command_Rules struct {
+	Rules *RuleSet `protobuf:"bytes,2,opt,name=rules,proto3,oneof"`
+}
+
 func (*Command_ResendFrom) isCommand_Cmd() {}
+
+func (*Command_Rules) isCommand_Cmd() {}
+
+// RuleSet is the complete set of central rules for the agent's host, sent after Registered
+// and whenever it changes. It replaces any earlier set; the agent persists it, applies it
+// beside the rules of its own config (a local rule wins a name clash), and records in its
+// chain which version it applied.
+type RuleSet struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version names this content (a SHA-256 of rules_json, hex); equal versions are equal sets.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// rules_json is a JSON array of rules in the agent's rule syntax (agent/config.Rule).
+	RulesJson     []byte `protobuf:"bytes,2,opt,name=rules_json,json=rulesJson,proto3" json:"rules_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleSet) Reset() {
+	*x = RuleSet{}
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleSet) ProtoMessage() {}
+
+func (x *RuleSet) ProtoReflect() protoreflect.Message {
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleSet.ProtoReflect.Descriptor instead.
+func (*RuleSet) Descriptor() ([]byte, []int) {
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RuleSet) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *RuleSet) GetRulesJson() []byte {
+	if x != nil {
+		return x.RulesJson
+	}
+	return nil
+}
 
 // ResendFrom asks the agent to send its chain again from seq, because the collector
 // found a gap before a batch it received.
@@ -809,7 +883,7 @@ type ResendFrom struct {
 
 func (x *ResendFrom) Reset() {
 	*x = ResendFrom{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[11]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +895,7 @@ func (x *ResendFrom) String() string {
 func (*ResendFrom) ProtoMessage() {}
 
 func (x *ResendFrom) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[11]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +908,7 @@ func (x *ResendFrom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendFrom.ProtoReflect.Descriptor instead.
 func (*ResendFrom) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{11}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResendFrom) GetSeq() uint64 {
@@ -896,11 +970,16 @@ const file_tripwire_v1_ingest_proto_rawDesc = "" +
 	"\x11collector_version\x18\x03 \x01(\tR\x10collectorVersion\x12\x1b\n" +
 	"\tacked_seq\x18\x04 \x01(\x04R\backedSeq\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"L\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"z\n" +
 	"\aCommand\x12:\n" +
 	"\vresend_from\x18\x01 \x01(\v2\x17.tripwire.v1.ResendFromH\x00R\n" +
-	"resendFromB\x05\n" +
-	"\x03cmd\"\x1e\n" +
+	"resendFrom\x12,\n" +
+	"\x05rules\x18\x02 \x01(\v2\x14.tripwire.v1.RuleSetH\x00R\x05rulesB\x05\n" +
+	"\x03cmd\"B\n" +
+	"\aRuleSet\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1d\n" +
+	"\n" +
+	"rules_json\x18\x02 \x01(\fR\trulesJson\"\x1e\n" +
 	"\n" +
 	"ResendFrom\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq2V\n" +
@@ -919,7 +998,7 @@ func file_tripwire_v1_ingest_proto_rawDescGZIP() []byte {
 	return file_tripwire_v1_ingest_proto_rawDescData
 }
 
-var file_tripwire_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_tripwire_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_tripwire_v1_ingest_proto_goTypes = []any{
 	(*StreamRequest)(nil),         // 0: tripwire.v1.StreamRequest
 	(*StreamResponse)(nil),        // 1: tripwire.v1.StreamResponse
@@ -932,8 +1011,9 @@ var file_tripwire_v1_ingest_proto_goTypes = []any{
 	(*Registered)(nil),            // 8: tripwire.v1.Registered
 	(*Ack)(nil),                   // 9: tripwire.v1.Ack
 	(*Command)(nil),               // 10: tripwire.v1.Command
-	(*ResendFrom)(nil),            // 11: tripwire.v1.ResendFrom
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*RuleSet)(nil),               // 11: tripwire.v1.RuleSet
+	(*ResendFrom)(nil),            // 12: tripwire.v1.ResendFrom
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_tripwire_v1_ingest_proto_depIdxs = []int32{
 	2,  // 0: tripwire.v1.StreamRequest.register:type_name -> tripwire.v1.Register
@@ -945,16 +1025,17 @@ var file_tripwire_v1_ingest_proto_depIdxs = []int32{
 	3,  // 6: tripwire.v1.Register.host:type_name -> tripwire.v1.HostFacts
 	5,  // 7: tripwire.v1.Register.head:type_name -> tripwire.v1.ChainHead
 	4,  // 8: tripwire.v1.HostFacts.watchers:type_name -> tripwire.v1.WatcherStatus
-	12, // 9: tripwire.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	13, // 9: tripwire.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
 	5,  // 10: tripwire.v1.Heartbeat.head:type_name -> tripwire.v1.ChainHead
-	11, // 11: tripwire.v1.Command.resend_from:type_name -> tripwire.v1.ResendFrom
-	0,  // 12: tripwire.v1.IngestService.Stream:input_type -> tripwire.v1.StreamRequest
-	1,  // 13: tripwire.v1.IngestService.Stream:output_type -> tripwire.v1.StreamResponse
-	13, // [13:14] is the sub-list for method output_type
-	12, // [12:13] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 11: tripwire.v1.Command.resend_from:type_name -> tripwire.v1.ResendFrom
+	11, // 12: tripwire.v1.Command.rules:type_name -> tripwire.v1.RuleSet
+	0,  // 13: tripwire.v1.IngestService.Stream:input_type -> tripwire.v1.StreamRequest
+	1,  // 14: tripwire.v1.IngestService.Stream:output_type -> tripwire.v1.StreamResponse
+	14, // [14:15] is the sub-list for method output_type
+	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_tripwire_v1_ingest_proto_init() }
@@ -974,6 +1055,7 @@ func file_tripwire_v1_ingest_proto_init() {
 	}
 	file_tripwire_v1_ingest_proto_msgTypes[10].OneofWrappers = []any{
 		(*Command_ResendFrom)(nil),
+		(*Command_Rules)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -981,7 +1063,7 @@ func file_tripwire_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tripwire_v1_ingest_proto_rawDesc), len(file_tripwire_v1_ingest_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
