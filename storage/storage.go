@@ -63,6 +63,12 @@ type Store interface {
 	// the global rules and those of the named host.
 	Rules(ctx context.Context, host string) ([]RuleRecord, error)
 
+	// Revoke records a certificate as revoked; revoking one already revoked keeps the
+	// first record.
+	Revoke(ctx context.Context, c RevokedCert) error
+	// Revoked returns every revoked certificate, by serial.
+	Revoked(ctx context.Context) ([]RevokedCert, error)
+
 	// Close releases the store.
 	Close() error
 }
@@ -80,6 +86,19 @@ type Host struct {
 	FirstSeen       time.Time `json:"first_seen"`
 	LastSeen        time.Time `json:"last_seen"`
 	HeadSeq         uint64    `json:"head_seq"`
+	// CertSerial and CertNotAfter name the certificate the host last registered with
+	// (serial in lowercase hex).
+	CertSerial   string     `json:"cert_serial"`
+	CertNotAfter *time.Time `json:"cert_not_after"`
+}
+
+// RevokedCert is a host certificate the collector refuses.
+type RevokedCert struct {
+	Serial    string    `json:"serial"` // lowercase hex
+	HostID    string    `json:"host_id"`
+	Hostname  string    `json:"hostname"`
+	RevokedAt time.Time `json:"revoked_at"`
+	Reason    string    `json:"reason"`
 }
 
 // Alert is an event entry of a chain: a tripwire that fired.
@@ -269,3 +288,12 @@ var ErrInvalidRule = errors.New("invalid rule")
 // DuckDB VARCHAR refuse them), or an event time outside the years 1678 to 2261 (times
 // are kept as 64-bit nanoseconds). Resending such an entry cannot succeed.
 var ErrInvalidEntry = errors.New("invalid entry")
+
+// UTCPtr returns t in UTC, or nil for nil.
+func UTCPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

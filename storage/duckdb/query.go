@@ -34,15 +34,16 @@ func (s *Store) RegisterHost(ctx context.Context, h storage.Host) error {
 	}
 	defer s.unlockWrite()
 	_, err := s.db.ExecContext(ctx, `INSERT INTO hosts
-			(host_id, hostname, os, arch, kernel, agent_version, protocol_version, watchers, first_seen, last_seen)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			(host_id, hostname, os, arch, kernel, agent_version, protocol_version, watchers, first_seen, last_seen, cert_serial, cert_not_after)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (host_id) DO UPDATE SET
 			hostname = excluded.hostname, os = excluded.os, arch = excluded.arch,
 			kernel = excluded.kernel, agent_version = excluded.agent_version,
 			protocol_version = excluded.protocol_version, watchers = excluded.watchers,
-			last_seen = greatest(hosts.last_seen, excluded.last_seen)`,
+			last_seen = greatest(hosts.last_seen, excluded.last_seen),
+			cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after`,
 		h.HostID, h.Hostname, h.OS, h.Arch, h.Kernel, h.AgentVersion, h.ProtocolVersion, h.Watchers,
-		h.FirstSeen.UTC(), h.LastSeen.UTC())
+		h.FirstSeen.UTC(), h.LastSeen.UTC(), h.CertSerial, storage.UTCPtr(h.CertNotAfter))
 	if err != nil {
 		return fmt.Errorf("registering host %q: %w", h.HostID, err)
 	}
@@ -75,7 +76,7 @@ func (s *Store) TouchHost(ctx context.Context, hostID string, t time.Time) error
 func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT h.host_id, h.hostname, h.os, h.arch, h.kernel,
 			h.agent_version, h.protocol_version, h.watchers, h.first_seen, h.last_seen,
-			COALESCE(c.head_seq, 0)
+			COALESCE(c.head_seq, 0), COALESCE(h.cert_serial, ''), h.cert_not_after
 		FROM hosts AS h LEFT JOIN chain_heads AS c ON c.host_id = h.host_id
 		ORDER BY h.hostname, h.host_id`)
 	if err != nil {
@@ -86,10 +87,10 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	for rows.Next() {
 		var h storage.Host
 		if err := rows.Scan(&h.HostID, &h.Hostname, &h.OS, &h.Arch, &h.Kernel, &h.AgentVersion,
-			&h.ProtocolVersion, &h.Watchers, &h.FirstSeen, &h.LastSeen, &h.HeadSeq); err != nil {
+			&h.ProtocolVersion, &h.Watchers, &h.FirstSeen, &h.LastSeen, &h.HeadSeq, &h.CertSerial, &h.CertNotAfter); err != nil {
 			return nil, fmt.Errorf("listing hosts: %w", err)
 		}
-		h.FirstSeen, h.LastSeen = h.FirstSeen.UTC(), h.LastSeen.UTC()
+		h.FirstSeen, h.LastSeen, h.CertNotAfter = h.FirstSeen.UTC(), h.LastSeen.UTC(), storage.UTCPtr(h.CertNotAfter)
 		hosts = append(hosts, h)
 	}
 	if err := rows.Err(); err != nil {

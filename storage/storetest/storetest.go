@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Query/Select", testQuerySelect},
 		{"Query/Refused", testQueryRefused},
 		{"Rules/PutAndList", testRules},
+		{"Hosts/CertsAndRevocation", testCertsAndRevocation},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
