@@ -96,6 +96,8 @@ bench: build ## Print the benchmark figures (see bench/README.md)
 	$(GO) run ./bench/chain
 	$(GO) run ./bench/latency
 	$(GO) run ./bench/forensics
+	$(GO) run ./bench/agent -bin $(BIN)
+	$(GO) run ./bench/grafana
 
 .PHONY: lint
 lint: ## gofmt and go vet

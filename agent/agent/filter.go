@@ -24,11 +24,12 @@ type filter struct {
 	allow      map[string]config.Allow // by rule name; only rules with an allowlist
 	redactor   *redact.Redactor
 	hashes     map[fileKey]string
+	redacted   map[string]redaction // recent command lines: a burst repeats one
 	suppressed *sync.Map // rule name → *atomic.Uint64, shared by the filters an agent replaces
 }
 
 func newFilter(rules []config.Rule, r *redact.Redactor, suppressed *sync.Map) *filter {
-	f := &filter{allow: map[string]config.Allow{}, redactor: r, hashes: map[fileKey]string{}, suppressed: suppressed}
+	f := &filter{allow: map[string]config.Allow{}, redactor: r, hashes: map[fileKey]string{}, redacted: map[string]redaction{}, suppressed: suppressed}
 	for _, rule := range rules {
 		if !rule.Allow.Empty() {
 			f.allow[rule.Name] = rule.Allow
@@ -45,10 +46,33 @@ func (f *filter) pass(ev *chain.Event) bool {
 		return false
 	}
 	var c1, c2 bool
-	ev.Cmdline, c1 = f.redactor.String(ev.Cmdline)
-	ev.FirstBytes, c2 = f.redactor.String(ev.FirstBytes)
+	ev.Cmdline, c1 = f.redact(ev.Cmdline)
+	ev.FirstBytes, c2 = f.redact(ev.FirstBytes)
 	ev.Redacted = ev.Redacted || c1 || c2
 	return true
+}
+
+// redaction is a redacted text and whether anything was cut from it.
+type redaction struct {
+	text    string
+	changed bool
+}
+
+// redact redacts s, remembering the last thousand results: the patterns cost tens of
+// microseconds a line, and a burst repeats one command line thousands of times.
+func (f *filter) redact(s string) (string, bool) {
+	if s == "" {
+		return s, false
+	}
+	if r, ok := f.redacted[s]; ok {
+		return r.text, r.changed
+	}
+	text, changed := f.redactor.String(s)
+	if len(f.redacted) >= 1000 {
+		clear(f.redacted)
+	}
+	f.redacted[s] = redaction{text, changed}
+	return text, changed
 }
 
 // suppressedByRule returns how many hits each rule's allowlist has dropped.

@@ -33,13 +33,47 @@ type burst struct {
 // which opens the next window. A process looping over a watched file therefore yields
 // one event at once and one per window while it goes on, and the Count fields add up to
 // every notification seen. A limiter is used by one goroutine.
+//
+// Every window is equally long, so windows end in the order they open: order queues
+// them so, and add, due and next cost O(1) amortised however many keys a burst spans
+// (a scan of all keys made a 50,000-file burst quadratic). An entry whose key's window
+// was renewed or forgotten since is stale and skipped.
 type limiter struct {
 	window time.Duration
 	bursts map[burstKey]*burst
+	order  []windowEnd
+	head   int // order[:head] is consumed
+}
+
+// windowEnd is when one key's window ends.
+type windowEnd struct {
+	key   burstKey
+	until time.Time
 }
 
 func newLimiter(window time.Duration) *limiter {
 	return &limiter{window: window, bursts: map[burstKey]*burst{}}
+}
+
+// open starts a window for k at now.
+func (l *limiter) open(k burstKey, b *burst, now time.Time) {
+	b.until = now.Add(l.window)
+	l.order = append(l.order, windowEnd{key: k, until: b.until})
+}
+
+// live says whether w is the current window of its key.
+func (l *limiter) live(w windowEnd) (*burst, bool) {
+	b := l.bursts[w.key]
+	return b, b != nil && b.until.Equal(w.until)
+}
+
+// pop consumes the head of order, compacting it now and then.
+func (l *limiter) pop() {
+	l.head++
+	if l.head >= 1024 && l.head*2 >= len(l.order) {
+		l.order = append(l.order[:0], l.order[l.head:]...)
+		l.head = 0
+	}
 }
 
 // add sends e at once if it opens a window, and counts it otherwise.
@@ -48,12 +82,15 @@ func (l *limiter) add(e emission, now time.Time, emit func(emission)) {
 	b := l.bursts[k]
 	switch {
 	case b == nil:
-		l.bursts[k] = &burst{until: now.Add(l.window)}
+		b = &burst{}
+		l.bursts[k] = b
+		l.open(k, b, now)
 		emit(e)
 	case !now.Before(b.until):
 		// The window ended before due saw it: this event joins its summary.
 		e.count += b.count
-		b.count, b.until = 0, now.Add(l.window)
+		b.count = 0
+		l.open(k, b, now)
 		emit(e)
 	default:
 		b.count += e.count
@@ -64,16 +101,23 @@ func (l *limiter) add(e emission, now time.Time, emit func(emission)) {
 // due sends the summaries of the windows that have ended by now and forgets the keys
 // whose window ended with nothing to summarise.
 func (l *limiter) due(now time.Time, emit func(emission)) {
-	for k, b := range l.bursts {
-		if now.Before(b.until) {
+	for l.head < len(l.order) {
+		w := l.order[l.head]
+		if now.Before(w.until) {
+			return
+		}
+		l.pop()
+		b, ok := l.live(w)
+		if !ok {
 			continue
 		}
 		if b.count == 0 {
-			delete(l.bursts, k)
+			delete(l.bursts, w.key)
 			continue
 		}
 		emit(b.summary())
-		b.count, b.until = 0, now.Add(l.window)
+		b.count = 0
+		l.open(w.key, b, now)
 	}
 }
 
@@ -85,14 +129,13 @@ func (b *burst) summary() emission {
 
 // next is when due next has something to do.
 func (l *limiter) next() (time.Time, bool) {
-	var best time.Time
-	found := false
-	for _, b := range l.bursts {
-		if !found || b.until.Before(best) {
-			best, found = b.until, true
+	for l.head < len(l.order) {
+		if w := l.order[l.head]; func() bool { _, ok := l.live(w); return ok }() {
+			return w.until, true
 		}
+		l.pop()
 	}
-	return best, found
+	return time.Time{}, false
 }
 
 // flushAll sends every pending summary, at shutdown.
@@ -103,4 +146,5 @@ func (l *limiter) flushAll(emit func(emission)) {
 		}
 		delete(l.bursts, k)
 	}
+	l.order, l.head = l.order[:0], 0
 }
