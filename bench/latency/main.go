@@ -64,8 +64,15 @@ func run(n int, bin string) error {
 	if err := sh("tripwire-collector", "pki", "issue", "--dir", filepath.Join(dir, "pki"), "--host", "bench"); err != nil {
 		return err
 	}
-	decoy := filepath.Join(dir, "decoy")
-	os.WriteFile(decoy, []byte("decoy\n"), 0o644)
+	// One watched file per read: the agent folds repeated reads of one file by one
+	// process into a summary (burst de-duplication), which is not what this measures.
+	decoy := filepath.Join(dir, "decoys")
+	if err := os.Mkdir(decoy, 0o755); err != nil {
+		return err
+	}
+	for i := range n {
+		os.WriteFile(filepath.Join(decoy, fmt.Sprintf("f%04d", i)), []byte("decoy\n"), 0o644)
+	}
 	os.WriteFile(filepath.Join(dir, "collector.yaml"), fmt.Appendf(nil,
 		"listen: {grpc: %q, http: %q}\npki: {dir: pki}\nstorage: {duckdb: data/t.duckdb}\napi: {tokens: [%s]}\n", grpcAddr, httpAddr, token), 0o644)
 	os.WriteFile(filepath.Join(dir, "config.yaml"), fmt.Appendf(nil, `host: bench
@@ -137,7 +144,7 @@ rules:
 	lat := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
 		t0 := time.Now()
-		if _, err := os.ReadFile(decoy); err != nil {
+		if _, err := os.ReadFile(filepath.Join(decoy, fmt.Sprintf("f%04d", i))); err != nil {
 			return err
 		}
 		select {
