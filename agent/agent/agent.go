@@ -157,9 +157,15 @@ func New(cfg *config.Config, logger *slog.Logger) (_ *Agent, err error) {
 // HealthzAddr is the address /healthz listens on.
 func (a *Agent) HealthzAddr() string { return a.healthL.Addr().String() }
 
-// ReloadTLS re-reads the agent's certificate and key (SIGHUP); the stream in flight keeps
-// its connection, new connections use the new certificate.
-func (a *Agent) ReloadTLS() error { return a.tls.Reload() }
+// ReloadTLS re-reads the agent's certificate and key (SIGHUP) and reconnects at once
+// with them: nothing recorded meanwhile is lost, the chain resends it.
+func (a *Agent) ReloadTLS() error {
+	if err := a.tls.Reload(); err != nil {
+		return err
+	}
+	a.shipper.Reconnect()
+	return nil
+}
 
 func (a *Agent) watcherStatus() []*tripwirev1.WatcherStatus {
 	var out []*tripwirev1.WatcherStatus

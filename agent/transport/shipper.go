@@ -76,6 +76,7 @@ type Shipper struct {
 	reconnects atomic.Uint64
 	hostID     atomic.Value // string
 	lastErr    atomic.Value // string
+	reconnect  chan struct{}
 }
 
 // Status is the shipper's state for /healthz.
@@ -110,7 +111,7 @@ func New(chain Chain, opts Options) *Shipper {
 	if opts.Watchers == nil {
 		opts.Watchers = func() []*tripwirev1.WatcherStatus { return nil }
 	}
-	return &Shipper{opts: opts, chain: chain}
+	return &Shipper{opts: opts, chain: chain, reconnect: make(chan struct{}, 1)}
 }
 
 // Status returns the current connection state.
@@ -131,24 +132,53 @@ func (s *Shipper) Status() Status {
 // Run ships until ctx ends, reconnecting with exponential backoff and jitter after any
 // failure. It returns nil when ctx is done.
 func (s *Shipper) Run(ctx context.Context) error {
-	conn, err := grpc.NewClient(s.opts.Address,
-		grpc.WithTransportCredentials(credentials.NewTLS(s.opts.TLS)),
-		// Notice a dead collector or a dropped NAT entry in seconds, not when TCP gives
-		// up; the collector permits pings every 10 s.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
-	)
-	if err != nil {
-		return fmt.Errorf("creating gRPC client for %s: %w", s.opts.Address, err)
+	dial := func() (*grpc.ClientConn, error) {
+		conn, err := grpc.NewClient(s.opts.Address,
+			grpc.WithTransportCredentials(credentials.NewTLS(s.opts.TLS)),
+			// Notice a dead collector or a dropped NAT entry in seconds, not when TCP
+			// gives up; the collector permits pings every 10 s.
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("creating gRPC client for %s: %w", s.opts.Address, err)
+		}
+		return conn, nil
 	}
-	defer conn.Close()
-	client := tripwirev1.NewIngestServiceClient(conn)
+	conn, err := dial()
+	if err != nil {
+		return err
+	}
+	defer func() { conn.Close() }()
 	backoff := s.opts.MinBackoff
 	for {
 		start := time.Now()
-		err := s.session(ctx, client)
+		sessCtx, endSession := context.WithCancel(ctx)
+		reconnect := false
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			select {
+			case <-s.reconnect:
+				reconnect = true
+				endSession()
+			case <-sessCtx.Done():
+			}
+		}()
+		err := s.session(sessCtx, tripwirev1.NewIngestServiceClient(conn))
+		endSession()
+		<-watched
 		s.connected.Store(false)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if reconnect {
+			// New credentials (SIGHUP): a new connection, so a new handshake, at once.
+			conn.Close()
+			if conn, err = dial(); err != nil {
+				return err
+			}
+			backoff = s.opts.MinBackoff
+			continue
 		}
 		s.lastErr.Store(err.Error())
 		s.opts.Logger.Warn("collector session ended", "err", err)
@@ -161,9 +191,26 @@ func (s *Shipper) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.reconnect:
+			conn.Close()
+			if conn, err = dial(); err != nil {
+				return err
+			}
+			backoff = s.opts.MinBackoff
+			continue
 		case <-time.After(delay):
 		}
 		backoff = min(backoff*2, s.opts.MaxBackoff)
+	}
+}
+
+// Reconnect ends the current session and connects again at once, over a new
+// connection: call it after new credentials are loaded (SIGHUP), since an established
+// connection keeps the certificate it was made with.
+func (s *Shipper) Reconnect() {
+	select {
+	case s.reconnect <- struct{}{}:
+	default:
 	}
 }
 

@@ -82,6 +82,7 @@ func New(opts Options) *API {
 		r.Post("/sql", a.sql)
 		r.Get("/rules", a.rules)
 		r.Put("/rules", a.putRules)
+		r.Post("/pki/revoke", a.revoke)
 	})
 	a.router = r
 	return a

@@ -6,6 +6,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/tripwire-project/tripwire/collector/live"
 	"github.com/tripwire-project/tripwire/collector/metrics"
+	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/proto/batch"
 	"github.com/tripwire-project/tripwire/proto/chain"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
@@ -36,6 +38,8 @@ type Server struct {
 	store    storage.Store
 	broker   live.Publisher
 	rules    *ruleFeed
+	peerCert func(context.Context) (*x509.Certificate, error) // nil: certificates not checked
+	revoked  *pki.Revocations
 	identify Identify
 	logger   *slog.Logger
 	version  string
@@ -89,6 +93,21 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 	if hostname == "" {
 		hostname = reg.GetHost().GetHostname()
 	}
+	var (
+		serial   string
+		notAfter *time.Time
+	)
+	if s.peerCert != nil {
+		cert, err := s.peerCert(ctx)
+		if err != nil {
+			return status.Errorf(codes.Unauthenticated, "reading the agent's certificate: %v", err)
+		}
+		serial, notAfter = pki.SerialHex(cert), &cert.NotAfter
+		if err := s.revokedErr(serial); err != nil {
+			log.Warn("refusing a revoked certificate", "serial", serial)
+			return err
+		}
+	}
 	watchers, _ := json.Marshal(reg.GetHost().GetWatchers())
 	now := s.now().UTC()
 	if err := s.store.RegisterHost(ctx, storage.Host{
@@ -96,6 +115,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		OS: reg.GetHost().GetOs(), Arch: reg.GetHost().GetArch(), Kernel: reg.GetHost().GetKernel(),
 		AgentVersion: reg.GetAgentVersion(), ProtocolVersion: reg.GetProtocolVersion(),
 		Watchers: string(watchers), FirstSeen: now, LastSeen: now,
+		CertSerial: serial, CertNotAfter: notAfter,
 	}); err != nil {
 		log.Error("registering host", "err", err)
 		return status.Errorf(codes.Unavailable, "storing host registration: %v", err)
@@ -146,6 +166,12 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		if err != nil {
 			return err
 		}
+		if serial != "" {
+			if err := s.revokedErr(serial); err != nil {
+				log.Warn("cutting the stream of a revoked certificate", "serial", serial)
+				return err
+			}
+		}
 		switch m := msg.Msg.(type) {
 		case *tripwirev1.StreamRequest_Batch:
 			resp, err := sess.handleBatch(ctx, m.Batch)
@@ -167,6 +193,22 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 			return status.Error(codes.InvalidArgument, "empty or unknown message")
 		}
 	}
+}
+
+// CheckCertificates makes the server record the certificate each agent registers with,
+// and refuse a revoked one — at registration and, on a stream already open, at the
+// agent's next message (a heartbeat at the latest).
+func (s *Server) CheckCertificates(peerCert func(context.Context) (*x509.Certificate, error), revoked *pki.Revocations) {
+	s.peerCert, s.revoked = peerCert, revoked
+}
+
+// revokedErr is the refusal of a revoked certificate, or nil.
+func (s *Server) revokedErr(serial string) error {
+	if reason, ok := s.revoked.Reason(serial); ok {
+		s.metrics.Refused()
+		return status.Errorf(codes.PermissionDenied, "this host's certificate (serial %s) is revoked: %s; issue a new one (tripwire-collector pki issue) and reload the agent (SIGHUP)", serial, reason)
+	}
+	return nil
 }
 
 // RunRules reads the central rules every interval until ctx ends, so that changes

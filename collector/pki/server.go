@@ -19,6 +19,7 @@ import (
 type ServerTLS struct {
 	caFile, certFile, keyFile string
 	current                   atomic.Pointer[serverSnapshot]
+	revoked                   atomic.Pointer[Revocations]
 }
 
 // serverSnapshot is one immutable generation of the server's TLS material.
@@ -47,7 +48,7 @@ func NewServerTLS(caFile, certFile, keyFile string) (*ServerTLS, error) {
 // Reload reads the files again and, if they make a usable configuration, makes new
 // handshakes use them. On error the previous material stays in use. Call it on SIGHUP.
 func (l *ServerTLS) Reload() error {
-	snap, err := loadServerSnapshot(l.caFile, l.certFile, l.keyFile)
+	snap, err := loadServerSnapshot(l.caFile, l.certFile, l.keyFile, l.verifyConnection)
 	if err != nil {
 		return fmt.Errorf("loading server TLS: %w", err)
 	}
@@ -78,7 +79,7 @@ func (l *ServerTLS) Config() *tls.Config {
 }
 
 // loadServerSnapshot reads and cross-checks the three files.
-func loadServerSnapshot(caFile, certFile, keyFile string) (*serverSnapshot, error) {
+func loadServerSnapshot(caFile, certFile, keyFile string, verify func(tls.ConnectionState) error) (*serverSnapshot, error) {
 	cas, err := pemfile.ReadCertificates("certificate", caFile)
 	if err != nil {
 		return nil, err
@@ -131,9 +132,24 @@ func loadServerSnapshot(caFile, certFile, keyFile string) (*serverSnapshot, erro
 		// verified against the current CA bundle (and, later, revocation). Agents hold
 		// one long-lived connection; resumption would save nothing worth that.
 		SessionTicketsDisabled: true,
-		VerifyConnection:       verifyHostConnection,
+		VerifyConnection:       verify,
 	}
 	return &serverSnapshot{config: cfg, leaf: leaf}, nil
+}
+
+// UseRevocations makes every later handshake refuse the certificates r holds.
+func (l *ServerTLS) UseRevocations(r *Revocations) { l.revoked.Store(r) }
+
+// verifyConnection is verifyHostConnection, then the revocation check.
+func (l *ServerTLS) verifyConnection(cs tls.ConnectionState) error {
+	if err := verifyHostConnection(cs); err != nil {
+		return err
+	}
+	leaf := cs.VerifiedChains[0][0]
+	if reason, revoked := l.revoked.Load().Reason(SerialHex(leaf)); revoked {
+		return fmt.Errorf("host certificate %q (serial %s) is revoked: %s", leaf.Subject.CommonName, SerialHex(leaf), reason)
+	}
+	return nil
 }
 
 // verifyHostConnection accepts a client only if its verified certificate is a host

@@ -143,6 +143,12 @@ func (s *Server) Run(ctx context.Context) error {
 		publisher = fanout
 	}
 	ingestServer := ingest.New(s.store, publisher, pki.IdentityFromContext, version.Version, s.logger.With("component", "ingest"), m)
+	revoked := &pki.Revocations{}
+	if err := s.loadRevocations(ctx, revoked); err != nil {
+		return err
+	}
+	s.tls.UseRevocations(revoked)
+	ingestServer.CheckCertificates(pki.PeerCertificate, revoked)
 	tripwirev1.RegisterIngestServiceServer(gs, ingestServer)
 	var jwtOpts *api.JWTOptions
 	if j := s.cfg.API.JWT; j != nil {
@@ -164,6 +170,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return fanout.Run(gctx) })
 	}
 	g.Go(func() error { ingestServer.RunRules(gctx, ingest.RulesPollInterval); return nil })
+	g.Go(func() error { s.refreshRevocations(gctx, revoked); return nil })
 	g.Go(func() error {
 		if err := gs.Serve(s.grpcL); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serving gRPC: %w", err)
@@ -193,4 +200,38 @@ func (s *Server) Run(ctx context.Context) error {
 	err := g.Wait()
 	s.logger.Info("collector stopped")
 	return err
+}
+
+// revocationPoll is how often the revoked certificates are read from the store, where
+// any replica's `pki revoke` records them.
+const revocationPoll = time.Second
+
+func (s *Server) loadRevocations(ctx context.Context, into *pki.Revocations) error {
+	list, err := s.store.Revoked(ctx)
+	if err != nil {
+		return fmt.Errorf("reading revoked certificates: %w", err)
+	}
+	m := make(map[string]string, len(list))
+	for _, c := range list {
+		m[c.Serial] = fmt.Sprintf("revoked at %s: %s", c.RevokedAt.Format(time.RFC3339), c.Reason)
+	}
+	into.Replace(m)
+	return nil
+}
+
+// refreshRevocations keeps into current until ctx ends; while the store cannot be
+// read, the last set read stays in force.
+func (s *Server) refreshRevocations(ctx context.Context, into *pki.Revocations) {
+	t := time.NewTicker(revocationPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.loadRevocations(ctx, into); err != nil && ctx.Err() == nil {
+				s.logger.Warn("refreshing revoked certificates", "err", err)
+			}
+		}
+	}
 }

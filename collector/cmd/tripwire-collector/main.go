@@ -27,6 +27,8 @@ commands:
   migrate --config collector.yaml         bring the configured store's schema up to date, and exit
   pki init  --dir DIR [--server-name N]   create a CA and the collector's server certificate
   pki issue --dir DIR --host NAME [--new-host-id]
+  pki revoke --host NAME [--cert FILE] [--reason R] [--config F | --url U --token T]
+                                         refuse the host's certificate from its next message on
                                           issue an agent certificate (DIR/NAME/agent.crt, agent.key, ca.crt);
                                           re-issuing keeps the host id unless --new-host-id
   alerts [--follow] [--url U] [--token T] list alerts, or follow them live as they arrive
@@ -146,7 +148,10 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 
 func pkiCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usageError("pki needs a subcommand: init or issue")
+		return usageError("pki needs a subcommand: init, issue or revoke")
+	}
+	if args[0] == "revoke" {
+		return revokeCmd(args[1:], stdout)
 	}
 	fs := flag.NewFlagSet("pki "+args[0], flag.ContinueOnError)
 	dir := fs.String("dir", "pki", "PKI directory")
