@@ -25,7 +25,7 @@ type filter struct {
 	redactor   *redact.Redactor
 	hashes     map[fileKey]string
 	redacted   map[string]redaction // recent command lines: a burst repeats one
-	suppressed *sync.Map // rule name → *atomic.Uint64, shared by the filters an agent replaces
+	suppressed *sync.Map            // rule name → *atomic.Uint64, shared by the filters an agent replaces
 }
 
 func newFilter(rules []config.Rule, r *redact.Redactor, suppressed *sync.Map) *filter {
