@@ -45,6 +45,10 @@ type Storage struct {
 	DuckDB     string      `yaml:"duckdb"`
 	ClickHouse *ClickHouse `yaml:"clickhouse"`
 	Postgres   *Postgres   `yaml:"postgres"`
+	// RetentionDays, on the fleet store, keeps at least this many days of history:
+	// older entries go a whole month at a time, by dropping ClickHouse partitions. 0
+	// keeps everything.
+	RetentionDays int `yaml:"retention_days"`
 }
 
 // ClickHouse names the ClickHouse server that keeps the entries' history.
@@ -154,6 +158,12 @@ func (s Storage) validate(v *yamlconf.Validator, duckdbSet bool) {
 		} else if !clickhouseDatabase.MatchString(c.Database) {
 			v.Add(fmt.Sprintf("%q is not a database name: letters, digits and _, not starting with a digit", c.Database), "storage", "clickhouse", "database")
 		}
+	}
+	switch {
+	case s.RetentionDays < 0 || s.RetentionDays > 36500:
+		v.Add(fmt.Sprintf("%d is out of range 0..36500 (0 keeps everything)", s.RetentionDays), "storage", "retention_days")
+	case s.RetentionDays > 0 && !s.Fleet():
+		v.Add("retention is enforced on the fleet store (storage.clickhouse and storage.postgres) only", "storage", "retention_days")
 	}
 	if p := s.Postgres; p != nil {
 		if p.DSN == "" {

@@ -171,6 +171,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { ingestServer.RunRules(gctx, ingest.RulesPollInterval); return nil })
 	g.Go(func() error { s.refreshRevocations(gctx, revoked); return nil })
+	if days := s.cfg.Storage.RetentionDays; days > 0 {
+		if f, ok := s.store.(*fleet.Store); ok {
+			g.Go(func() error { s.enforceRetention(gctx, f, days); return nil })
+		}
+	}
 	g.Go(func() error {
 		if err := gs.Serve(s.grpcL); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serving gRPC: %w", err)
@@ -232,6 +237,29 @@ func (s *Server) refreshRevocations(ctx context.Context, into *pki.Revocations) 
 			if err := s.loadRevocations(ctx, into); err != nil && ctx.Err() == nil {
 				s.logger.Warn("refreshing revoked certificates", "err", err)
 			}
+		}
+	}
+}
+
+// retentionEvery is how often retention is enforced.
+const retentionEvery = time.Hour
+
+// enforceRetention drops the months that ended more than days ago, at start and then
+// every retentionEvery, until ctx ends.
+func (s *Server) enforceRetention(ctx context.Context, f *fleet.Store, days int) {
+	for {
+		cutoff := time.Now().UTC().AddDate(0, 0, -days)
+		months, err := f.DropMonthsBefore(ctx, cutoff)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.logger.Error("enforcing retention", "days", days, "err", err)
+		case len(months) > 0:
+			s.logger.Info("retention: dropped history", "days", days, "months", months)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retentionEvery):
 		}
 	}
 }
