@@ -68,7 +68,7 @@ func TestLoadBad(t *testing.T) {
 			"storage-postgres-only.bad.yml:4: storage.postgres: storage.clickhouse is missing",
 			"storage-postgres-only.bad.yml:4: storage.postgres.dsn: cannot parse `postgres://tripwire:xxxxx@127.0.0.1:notaport/tripwire`: invalid port",
 		},
-		"jwt.bad.yml": {"jwt.bad.yml:8: api.jwt.algorithm: unknown key"},
+		"jwt.bad.yml":       {"jwt.bad.yml:8: api.jwt.algorithm: unknown key"},
 		"retention.bad.yml": {"retention.bad.yml:5: storage.retention_days: retention is enforced on the fleet store"},
 		"jwt-values.bad.yml": {
 			`jwt-values.bad.yml:6: api.jwt.issuer: "idp.example.com" is not an http(s) URL`,
