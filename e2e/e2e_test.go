@@ -367,7 +367,7 @@ func TestFsnotifyFallbackSaysWhatItMisses(t *testing.T) {
 	if err := getJSON("http://"+hz+"/healthz", "", &h); err != nil {
 		t.Fatal(err)
 	}
-	if h.Status != "degraded" || len(h.Watchers) != 1 || h.Watchers[0].Mode != "fsnotify" || !strings.Contains(h.Watchers[0].Degraded, "read") {
+	if h.Status != "degraded" || len(h.Watchers) != 2 || h.Watchers[0].Name != "file" || h.Watchers[0].Mode != "fsnotify" || !strings.Contains(h.Watchers[0].Degraded, "read") {
 		t.Errorf("healthz = %+v, want degraded, file watcher in fsnotify mode saying reads are not seen", h)
 	}
 	if err := os.WriteFile(decoy, []byte("changed\n"), 0o644); err != nil {

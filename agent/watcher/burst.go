@@ -6,8 +6,13 @@ import "time"
 // Accesses name the file by inode, so that a loop through several hard links is one
 // burst; directory entry changes name it by path, because a loop that creates and
 // removes one name makes a new inode each time.
+//
+// The executable is part of the key: a process that execs is another program under the
+// same pid (setpriv reading /etc/passwd, then becoming cat, which reads it too), and
+// each program's access is reported.
 type burstKey struct {
 	pid  int32
+	exe  string
 	op   string
 	file fileID
 	path string
@@ -15,9 +20,9 @@ type burstKey struct {
 
 func burstKeyOf(e emission) burstKey {
 	if e.rules != nil {
-		return burstKey{pid: e.key.pid, op: e.op, path: e.from + RenameArrow + e.path}
+		return burstKey{pid: e.key.pid, exe: e.snap.exe(), op: e.op, path: e.from + RenameArrow + e.path}
 	}
-	return burstKey{pid: e.key.pid, op: e.op, file: e.key.file}
+	return burstKey{pid: e.key.pid, exe: e.snap.exe(), op: e.op, file: e.key.file}
 }
 
 // burst is one key's window: its first event was sent, the repeats since are counted.

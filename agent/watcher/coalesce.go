@@ -37,6 +37,14 @@ type snapshot struct {
 	err  error
 }
 
+// exe is the snapshot's executable, "" when there is none.
+func (s *snapshot) exe() string {
+	if s == nil {
+		return ""
+	}
+	return s.info.Exe
+}
+
 // rawEvent is one kernel notification as a reader hands it to Run: an access (acc set)
 // from the permission group, or a directory entry change (entry set) from the
 // name-reporting group.
