@@ -17,6 +17,13 @@ import (
 // follow subscribes to a collector's live alert stream and sends each alert's id.
 func follow(ctx context.Context, t *testing.T, httpAddr, token string) <-chan string {
 	t.Helper()
+	return streamLines(ctx, t, httpAddr, token, "id: ")
+}
+
+// streamLines subscribes to a collector's live alert stream and sends the rest of each
+// line that starts with prefix.
+func streamLines(ctx context.Context, t *testing.T, httpAddr, token, prefix string) <-chan string {
+	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/api/v1/alerts/stream", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
@@ -31,7 +38,7 @@ func follow(ctx context.Context, t *testing.T, httpAddr, token string) <-chan st
 		defer resp.Body.Close()
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
-			if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			if id, ok := strings.CutPrefix(sc.Text(), prefix); ok {
 				ids <- id
 			}
 		}

@@ -63,6 +63,17 @@ type Store interface {
 	// the global rules and those of the named host.
 	Rules(ctx context.Context, host string) ([]RuleRecord, error)
 
+	// MarkOffline sets every ONLINE host last seen before silentSince to OFFLINE and
+	// records a HostEvent for each, returning them. The update is conditional: when
+	// several collectors run it at once, each host is marked, and its event raised, once.
+	MarkOffline(ctx context.Context, silentSince, now time.Time) ([]HostEvent, error)
+	// MarkOnline sets an OFFLINE host back to ONLINE and records its return, returning
+	// the event; ok is false when the host was not OFFLINE.
+	MarkOnline(ctx context.Context, hostID string, now time.Time) (ev HostEvent, ok bool, err error)
+	// HostEvents returns the host events from from (inclusive) to to (exclusive; zero
+	// means no bound), newest first, at most limit (0: 100, capped at 1000).
+	HostEvents(ctx context.Context, from, to time.Time, limit int) ([]HostEvent, error)
+
 	// Revoke records a certificate as revoked; revoking one already revoked keeps the
 	// first record.
 	Revoke(ctx context.Context, c RevokedCert) error
@@ -90,6 +101,26 @@ type Host struct {
 	// (serial in lowercase hex).
 	CertSerial   string     `json:"cert_serial"`
 	CertNotAfter *time.Time `json:"cert_not_after"`
+	// Status is HostOnline, or HostOffline once the dead-man switch found it silent.
+	Status string `json:"status"`
+}
+
+// Host statuses, and the kinds of HostEvent.
+const (
+	HostOnline  = "ONLINE"
+	HostOffline = "OFFLINE"
+)
+
+// HostEvent is something the collector itself raises about a host: it went silent
+// (OFFLINE, CRITICAL) or came back (ONLINE, INFO).
+type HostEvent struct {
+	EventID  string    `json:"event_id"`
+	HostID   string    `json:"host_id"`
+	Hostname string    `json:"host"`
+	Time     time.Time `json:"timestamp"`
+	Kind     string    `json:"kind"`
+	Severity string    `json:"severity"`
+	Message  string    `json:"message"`
 }
 
 // RevokedCert is a host certificate the collector refuses.

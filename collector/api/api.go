@@ -78,6 +78,7 @@ func New(opts Options) *API {
 		r.Get("/alerts/stream", a.alertStream)
 		r.Patch("/alerts/{alert_id}", a.triage)
 		r.Get("/hosts", a.hosts)
+		r.Get("/host-events", a.hostEvents)
 		r.Get("/audit", a.audit)
 		r.Post("/sql", a.sql)
 		r.Get("/rules", a.rules)

@@ -22,7 +22,13 @@ type Config struct {
 	PKI     PKI     `yaml:"pki"`
 	Storage Storage `yaml:"storage"`
 	API     API     `yaml:"api"`
+	// DeadManSeconds is how long a host may go without a heartbeat (agents send one
+	// every 5 s) before it is marked OFFLINE and a CRITICAL host event is raised.
+	DeadManSeconds int `yaml:"dead_man_seconds"`
 }
+
+// DefaultDeadManSeconds is DeadManSeconds when unset.
+const DefaultDeadManSeconds = 15
 
 // Listen holds the collector's listen addresses.
 type Listen struct {
@@ -115,6 +121,9 @@ func Load(path string) (*Config, error) {
 	if cfg.Listen.HTTP == "" {
 		cfg.Listen.HTTP = DefaultHTTP
 	}
+	if cfg.DeadManSeconds == 0 {
+		cfg.DeadManSeconds = DefaultDeadManSeconds
+	}
 	duckdbSet := cfg.Storage.DuckDB != ""
 	if cfg.Storage.DuckDB == "" && cfg.Storage.ClickHouse == nil && cfg.Storage.Postgres == nil {
 		cfg.Storage.DuckDB = DefaultDuckDB
@@ -128,6 +137,9 @@ func Load(path string) (*Config, error) {
 	v := yamlconf.NewValidator(path, root)
 	cfg.validate(v)
 	cfg.Storage.validate(v, duckdbSet)
+	if cfg.DeadManSeconds < 6 || cfg.DeadManSeconds > 86400 {
+		v.Add(fmt.Sprintf("%d is out of range 6..86400: agents send a heartbeat every 5 s", cfg.DeadManSeconds), "dead_man_seconds")
+	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}

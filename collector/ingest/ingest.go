@@ -120,6 +120,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		log.Error("registering host", "err", err)
 		return status.Errorf(codes.Unavailable, "storing host registration: %v", err)
 	}
+	s.markOnline(ctx, hostID, log)
 	head, headHash, err := s.store.Head(ctx, hostID)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "reading chain head: %v", err)
@@ -187,6 +188,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 			if err := s.store.TouchHost(ctx, hostID, s.now().UTC()); err != nil {
 				return status.Errorf(codes.Unavailable, "recording heartbeat: %v", err)
 			}
+			s.markOnline(ctx, hostID, log)
 		case *tripwirev1.StreamRequest_Register:
 			return status.Error(codes.FailedPrecondition, "Register sent twice on one stream")
 		default:
@@ -209,6 +211,20 @@ func (s *Server) revokedErr(serial string) error {
 		return status.Errorf(codes.PermissionDenied, "this host's certificate (serial %s) is revoked: %s; issue a new one (tripwire-collector pki issue) and reload the agent (SIGHUP)", serial, reason)
 	}
 	return nil
+}
+
+// markOnline records the return of a host the dead-man switch had marked OFFLINE.
+func (s *Server) markOnline(ctx context.Context, hostID string, log *slog.Logger) {
+	ev, back, err := s.store.MarkOnline(ctx, hostID, s.now().UTC())
+	switch {
+	case err != nil:
+		log.Warn("recording the host's return", "err", err)
+	case back:
+		log.Info("host is back", "event_id", ev.EventID)
+		if s.broker != nil {
+			s.broker.Publish(ev.Alert())
+		}
+	}
 }
 
 // RunRules reads the central rules every interval until ctx ends, so that changes

@@ -171,6 +171,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { ingestServer.RunRules(gctx, ingest.RulesPollInterval); return nil })
 	g.Go(func() error { s.refreshRevocations(gctx, revoked); return nil })
+	g.Go(func() error { s.deadMan(gctx, time.Duration(s.cfg.DeadManSeconds)*time.Second, publisher); return nil })
 	if days := s.cfg.Storage.RetentionDays; days > 0 {
 		if f, ok := s.store.(*fleet.Store); ok {
 			g.Go(func() error { s.enforceRetention(gctx, f, days); return nil })
@@ -260,6 +261,33 @@ func (s *Server) enforceRetention(ctx context.Context, f *fleet.Store, days int)
 		case <-ctx.Done():
 			return
 		case <-time.After(retentionEvery):
+		}
+	}
+}
+
+// deadMan marks the hosts silent for longer than after OFFLINE, every second until ctx
+// ends, publishing each OFFLINE event to live subscribers. Every replica runs it; the
+// store's conditional update raises each event once.
+func (s *Server) deadMan(ctx context.Context, after time.Duration, pub live.Publisher) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now().UTC()
+		events, err := s.store.MarkOffline(ctx, now.Add(-after), now)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.logger.Warn("dead-man switch: reading silent hosts", "err", err)
+			}
+			continue
+		}
+		for _, ev := range events {
+			s.logger.Warn("host went silent: marked OFFLINE", "host", ev.Hostname, "host_id", ev.HostID, "event_id", ev.EventID)
+			pub.Publish(ev.Alert())
 		}
 	}
 }

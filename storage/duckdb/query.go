@@ -76,7 +76,7 @@ func (s *Store) TouchHost(ctx context.Context, hostID string, t time.Time) error
 func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT h.host_id, h.hostname, h.os, h.arch, h.kernel,
 			h.agent_version, h.protocol_version, h.watchers, h.first_seen, h.last_seen,
-			COALESCE(c.head_seq, 0), COALESCE(h.cert_serial, ''), h.cert_not_after
+			COALESCE(c.head_seq, 0), COALESCE(h.cert_serial, ''), h.cert_not_after, COALESCE(h.status, 'ONLINE')
 		FROM hosts AS h LEFT JOIN chain_heads AS c ON c.host_id = h.host_id
 		ORDER BY h.hostname, h.host_id`)
 	if err != nil {
@@ -87,7 +87,7 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	for rows.Next() {
 		var h storage.Host
 		if err := rows.Scan(&h.HostID, &h.Hostname, &h.OS, &h.Arch, &h.Kernel, &h.AgentVersion,
-			&h.ProtocolVersion, &h.Watchers, &h.FirstSeen, &h.LastSeen, &h.HeadSeq, &h.CertSerial, &h.CertNotAfter); err != nil {
+			&h.ProtocolVersion, &h.Watchers, &h.FirstSeen, &h.LastSeen, &h.HeadSeq, &h.CertSerial, &h.CertNotAfter, &h.Status); err != nil {
 			return nil, fmt.Errorf("listing hosts: %w", err)
 		}
 		h.FirstSeen, h.LastSeen, h.CertNotAfter = h.FirstSeen.UTC(), h.LastSeen.UTC(), storage.UTCPtr(h.CertNotAfter)

@@ -80,7 +80,7 @@ func (s *Store) Head(ctx context.Context, hostID string) (uint64, string, error)
 func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	rows, err := s.pg.Query(ctx, `SELECT h.host_id, h.hostname, h.os, h.arch, h.kernel,
 			h.agent_version, h.protocol_version, h.watchers, h.first_seen, h.last_seen,
-			COALESCE(c.head_seq, 0), h.cert_serial, h.cert_not_after
+			COALESCE(c.head_seq, 0), h.cert_serial, h.cert_not_after, h.status
 		FROM hosts AS h LEFT JOIN chain_heads AS c ON c.host_id = h.host_id
 		ORDER BY h.hostname, h.host_id`)
 	if err != nil {
@@ -92,7 +92,7 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 		var h storage.Host
 		var proto, head int64
 		if err := rows.Scan(&h.HostID, &h.Hostname, &h.OS, &h.Arch, &h.Kernel, &h.AgentVersion,
-			&proto, &h.Watchers, &h.FirstSeen, &h.LastSeen, &head, &h.CertSerial, &h.CertNotAfter); err != nil {
+			&proto, &h.Watchers, &h.FirstSeen, &h.LastSeen, &head, &h.CertSerial, &h.CertNotAfter, &h.Status); err != nil {
 			return nil, fmt.Errorf("listing hosts: %w", err)
 		}
 		h.ProtocolVersion, h.HeadSeq = uint32(proto), uint64(head)

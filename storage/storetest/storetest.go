@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Query/Refused", testQueryRefused},
 		{"Rules/PutAndList", testRules},
 		{"Hosts/CertsAndRevocation", testCertsAndRevocation},
+		{"Hosts/DeadMan", testDeadMan},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

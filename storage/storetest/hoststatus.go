@@ -1,0 +1,46 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tripwire-project/tripwire/storage"
+)
+
+// testDeadMan: a host silent since before the cut-off is marked OFFLINE once, with an
+// event; a recent one is not; its return is an event too.
+func testDeadMan(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	mustRegister(t, s, storage.Host{HostID: "h-quiet", Hostname: "quiet", Watchers: "[]", LastSeen: seen(0)})
+	mustRegister(t, s, storage.Host{HostID: "h-alive", Hostname: "alive", Watchers: "[]", LastSeen: seen(time.Minute)})
+	now := seen(time.Minute + time.Second)
+	events, err := s.MarkOffline(ctx, seen(30*time.Second), now)
+	if err != nil || len(events) != 1 || events[0].HostID != "h-quiet" || events[0].Kind != storage.HostOffline || events[0].Severity != "CRITICAL" || events[0].Hostname != "quiet" {
+		t.Fatalf("MarkOffline = %+v, %v; want one OFFLINE event for h-quiet", events, err)
+	}
+	if again, err := s.MarkOffline(ctx, seen(30*time.Second), now); err != nil || len(again) != 0 {
+		t.Fatalf("MarkOffline again = %+v, %v; want nothing (already OFFLINE)", again, err)
+	}
+	hosts, err := s.Hosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, h := range hosts {
+		status[h.HostID] = h.Status
+	}
+	if status["h-quiet"] != storage.HostOffline || status["h-alive"] != storage.HostOnline {
+		t.Fatalf("statuses = %v", status)
+	}
+	back, ok, err := s.MarkOnline(ctx, "h-quiet", now.Add(time.Second))
+	if err != nil || !ok || back.Kind != storage.HostOnline || back.HostID != "h-quiet" {
+		t.Fatalf("MarkOnline = %+v, %v, %v", back, ok, err)
+	}
+	if _, ok, err := s.MarkOnline(ctx, "h-alive", now); err != nil || ok {
+		t.Fatalf("MarkOnline of an ONLINE host = %v, %v; want no event", ok, err)
+	}
+	got, err := s.HostEvents(ctx, time.Time{}, time.Time{}, 0)
+	if err != nil || len(got) != 2 || got[0].Kind != storage.HostOnline || got[1].Kind != storage.HostOffline || !got[1].Time.Equal(now) {
+		t.Fatalf("HostEvents = %+v, %v; want ONLINE then OFFLINE, newest first", got, err)
+	}
+}
