@@ -23,6 +23,8 @@ type apiHost struct {
 	LastSeen     time.Time `json:"last_seen"`
 	HeadSeq      uint64    `json:"head_seq"`
 	Status       *string   `json:"status"`
+	// CertNotAfter is when the host's certificate expires (nil when not reported).
+	CertNotAfter *time.Time `json:"cert_not_after"`
 }
 
 func (d *Datasource) fetchHosts(ctx context.Context) ([]apiHost, error) {
@@ -49,11 +51,13 @@ func sortHosts(hosts []apiHost) {
 }
 
 // hostsFrame has the host name first, named "text" (shown as Host), so that a template
-// variable built from a hosts query lists names. The status field is there only when the
-// collector reports one.
+// variable built from a hosts query lists names. The status and certificate-expiry
+// fields are there only when the collector reports them.
 func hostsFrame(hosts []apiHost) *data.Frame {
 	sortHosts(hosts)
 	withStatus := slices.ContainsFunc(hosts, func(h apiHost) bool { return h.Status != nil })
+	withCert := slices.ContainsFunc(hosts, func(h apiHost) bool { return h.CertNotAfter != nil })
+	certExpiry := data.NewField("cert_not_after", nil, []*time.Time{}).SetConfig(&data.FieldConfig{DisplayName: "Certificate expires"})
 	name := data.NewField("text", nil, []string{}).SetConfig(&data.FieldConfig{DisplayName: "Host"})
 	id := data.NewField("host_id", nil, []string{}).SetConfig(&data.FieldConfig{DisplayName: "Host id"})
 	status := data.NewField("status", nil, []string{}).SetConfig(&data.FieldConfig{DisplayName: "Status"})
@@ -80,12 +84,16 @@ func hostsFrame(hosts []apiHost) *data.Frame {
 		osf.Append(h.OS + "/" + h.Arch)
 		kernel.Append(h.Kernel)
 		head.Append(int64(h.HeadSeq))
+		certExpiry.Append(h.CertNotAfter)
 	}
 	fields := []*data.Field{name, id}
 	if withStatus {
 		fields = append(fields, status)
 	}
 	fields = append(fields, last, ago, first, ver, osf, kernel, head)
+	if withCert {
+		fields = append(fields, certExpiry)
+	}
 	f := data.NewFrame("hosts", fields...)
 	f.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable}
 	return f
