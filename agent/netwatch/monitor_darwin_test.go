@@ -26,7 +26,7 @@ func TestPollMonitorOnMacOS(t *testing.T) {
 	}
 	c := dialFrom(t, "127.0.0.1", "127.0.0.1", port)
 	seen := map[string]chain.Event{}
-	s.until(t, waitFor, func(ev chain.Event) bool {
+	s.Until(t, waitFor, func(ev chain.Event) bool {
 		if ev.SrcPort == localPort(c) {
 			seen[ev.Direction] = ev
 		}

@@ -124,12 +124,12 @@ func TestMonitorInbound(t *testing.T) {
 
 				dialFrom(t, tc.from, tc.to, unwatched)
 				c := dialFrom(t, tc.from, tc.to, watched)
-				got := s.until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == localPort(c) })
+				got := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == localPort(c) })
 				equalEvent(t, got[len(got)-1], connEvent(self(t), "svc", mode, DirectionInbound, tc.proto, tc.srcIP, localPort(c), tc.dstIP, watched), false)
 
 				// Everything seen before this second connection has been sent by now.
 				sentinel := dialFrom(t, tc.from, tc.to, watched)
-				got = append(got, s.until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == localPort(sentinel) })...)
+				got = append(got, s.Until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == localPort(sentinel) })...)
 				for _, ev := range got {
 					if ev.DstPort != watched || ev.Direction != DirectionInbound {
 						t.Errorf("unexpected event %+v", ev)
@@ -147,7 +147,7 @@ func TestMonitorOutbound(t *testing.T) {
 			_, s := startMonitor(t, mode, []Rule{{Name: "egress", Severity: chain.SeverityWarn, Ports: []uint16{port}, Direction: DirectionOutbound}})
 
 			c := dialFrom(t, "127.0.0.2", "127.0.0.1", port)
-			got := s.until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == localPort(c) })
+			got := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == localPort(c) })
 			if len(got) != 1 {
 				t.Errorf("got %d events, want 1 (the server's side is not watched): %+v", len(got), got)
 			}
@@ -164,7 +164,7 @@ func TestMonitorBoth(t *testing.T) {
 
 			c := dialFrom(t, "127.0.0.2", "127.0.0.1", port)
 			seen := map[string]bool{}
-			s.until(t, waitFor, func(ev chain.Event) bool {
+			s.Until(t, waitFor, func(ev chain.Event) bool {
 				if ev.SrcPort == localPort(c) {
 					seen[ev.Direction] = true
 				}
@@ -186,9 +186,9 @@ func TestMonitorSkipsDecoyPorts(t *testing.T) {
 				t.Errorf("Degraded = %q does not name the excluded port", w.Degraded())
 			}
 			src := probe(t, "127.0.0.2", "127.0.0.1", decoyPort, "x")
-			got := s.until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == src })
+			got := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == src })
 			sentinel := dialFrom(t, "127.0.0.2", "127.0.0.1", svc)
-			got = append(got, s.until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == localPort(sentinel) })...)
+			got = append(got, s.Until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == localPort(sentinel) })...)
 			var decoyEvents int
 			for _, ev := range got {
 				if ev.DstPort == decoyPort {

@@ -23,5 +23,5 @@ func TestMonitorRulesOffLinux(t *testing.T) {
 		t.Fatalf("Mode = %q, Degraded = %q", w.Mode(), w.Degraded())
 	}
 	src := probe(t, "127.0.0.1", "127.0.0.1", rules[0].Ports[0], "hi")
-	s.until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == src && ev.Source == ModeDecoy })
+	s.Until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == src && ev.Source == ModeDecoy })
 }

@@ -120,7 +120,7 @@ func TestDecoyReportsCaller(t *testing.T) {
 	} {
 		t.Run(tc.proto, func(t *testing.T) {
 			src := probe(t, tc.from, tc.to, port, hello)
-			got := s.until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == src })
+			got := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == src })
 			want := chain.Event{
 				Type: chain.TypeNetwork, Rule: "ssh-decoy", Severity: chain.SeverityCritical, Source: ModeDecoy, Count: 1,
 				Protocol: tc.proto, Direction: DirectionInbound, Mode: ModeDecoy,
@@ -139,12 +139,12 @@ func TestDecoyDoesNotWaitForSlowCaller(t *testing.T) {
 		Options{FirstBytes: 8, FirstBytesWait: 100 * time.Millisecond})
 
 	silent := probe(t, "127.0.0.2", "127.0.0.1", port, "")
-	ev := s.until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == silent })[0]
+	ev := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == silent })[0]
 	if ev.FirstBytes != `""` {
 		t.Errorf("FirstBytes of a silent caller = %s, want \"\"", ev.FirstBytes)
 	}
 	long := probe(t, "127.0.0.2", "127.0.0.1", port, "GET /\x00\xff HTTP/1.1\r\n")
-	ev = s.until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == long })[0]
+	ev = s.Until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == long })[0]
 	if want := strconv.Quote("GET /\x00\xff "); ev.FirstBytes != want {
 		t.Errorf("FirstBytes = %s, want the first 8 bytes %s", ev.FirstBytes, want)
 	}
@@ -170,7 +170,7 @@ func TestDecoyRefusalsCountAsLoss(t *testing.T) {
 		t.Fatal("no loss reported")
 	}
 	for range MaxDecoyConns {
-		s.until(t, waitFor, func(chain.Event) bool { return true })
+		s.Until(t, waitFor, func(chain.Event) bool { return true })
 	}
 	if w.Lost() != 1 {
 		t.Errorf("Lost = %d, want 1", w.Lost())

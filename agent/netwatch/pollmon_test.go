@@ -132,7 +132,7 @@ func TestPollMonitor(t *testing.T) {
 	// Connections open at the first listing are not reported; these three are new.
 	table.set([]tableConn{sshListener, webListener, webIn, webOut, sshIn, v6Out, {local: ap("10.0.0.5:50000"), remote: ap("10.0.0.9:22")}}, nil)
 	got := map[string]chain.Event{}
-	s.until(t, waitFor, func(ev chain.Event) bool {
+	s.Until(t, waitFor, func(ev chain.Event) bool {
 		got[ev.Rule] = ev
 		return len(got) == 2
 	})
@@ -155,7 +155,7 @@ func TestPollMonitor(t *testing.T) {
 
 	// A table that does not name owners (macOS netstat): the owner is all missing.
 	table.set([]tableConn{sshListener, {local: ap("10.0.0.5:22"), remote: ap("203.0.113.8:40000")}}, nil)
-	ev := s.until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == 40000 })
+	ev := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.SrcPort == 40000 })
 	if last := ev[len(ev)-1]; last.PID != 0 || !slices.Equal(last.Missing, []string{"pid", "ppid", "exe", "cmdline", "uid", "user"}) {
 		t.Errorf("ownerless event %+v", last)
 	}

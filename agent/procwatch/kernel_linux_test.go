@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tripwire-project/tripwire/agent/internal/watchtest"
+
 	"github.com/tripwire-project/tripwire/proto/chain"
 )
 
@@ -25,16 +27,7 @@ const waitFor = 10 * time.Second
 var asNobody = []string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"}
 
 // requireRoot skips a kernel test for an unprivileged developer, and fails it in CI.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "" {
-		t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_PTRACE); set CI to make this a failure")
-	}
-	t.Fatal("needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_PTRACE), and CI is set")
-}
+func requireRoot(t *testing.T) { watchtest.RequireRoot(t, "CAP_BPF, CAP_NET_ADMIN, CAP_SYS_PTRACE") }
 
 // requireProgram skips (fails in CI) when a program the test runs is not installed.
 func requireProgram(t *testing.T, name, pkg string) {
@@ -91,7 +84,7 @@ func sentinel(t *testing.T, s *sink, mark string) []chain.Event {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sentinel: %v: %s", err, out)
 	}
-	got := s.until(t, waitFor, func(ev chain.Event) bool { return ev.Rule == "sentinel" && ev.PID == int32(cmd.Process.Pid) })
+	got := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.Rule == "sentinel" && ev.PID == int32(cmd.Process.Pid) })
 	return got[:len(got)-1]
 }
 
@@ -126,7 +119,7 @@ func TestWatchedProgramAsNobody(t *testing.T) {
 				t.Fatalf("sleep as nobody: %v: %s", err, out)
 			}
 			cmd, cmdline := listenAsNobody(t)
-			got := s.until(t, waitFor, func(ev chain.Event) bool { return ev.Rule == "netcat" })
+			got := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.Rule == "netcat" })
 			ev := got[len(got)-1]
 			if ev.Type != chain.TypeProcess || ev.Severity != chain.SeverityCritical || ev.Source != mode || ev.Count != 1 {
 				t.Errorf("event %+v: want a CRITICAL PROCESS event from %s with count 1", ev, mode)
@@ -224,7 +217,7 @@ func TestRenamedCopyMatchesByContent(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			got := s.until(t, waitFor, func(ev chain.Event) bool { return ev.PID == int32(cmd.Process.Pid) })
+			got := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.PID == int32(cmd.Process.Pid) })
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			ev := got[len(got)-1]

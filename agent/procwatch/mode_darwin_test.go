@@ -34,7 +34,7 @@ func TestProcModeOnMacOS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Wait()
-	got := s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.PID == int32(cmd.Process.Pid) })
+	got := s.Until(t, 5*time.Second, func(ev chain.Event) bool { return ev.PID == int32(cmd.Process.Pid) })
 	ev := got[len(got)-1]
 	if ev.Source != ModeProc || ev.Rule != "sleeper" || ev.Exe != "/bin/sleep" || ev.Cmdline != "/bin/sleep 1.5" || ev.Comm != "sleep" ||
 		ev.PPID != int32(os.Getpid()) || ev.UID == nil || *ev.UID != int64(os.Getuid()) || ev.GID == nil ||

@@ -36,7 +36,7 @@ func TestProcModeOnWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Wait()
-	got := s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.PID == int32(cmd.Process.Pid) })
+	got := s.Until(t, 5*time.Second, func(ev chain.Event) bool { return ev.PID == int32(cmd.Process.Pid) })
 	ev := got[len(got)-1]
 	if ev.Source != ModeProc || ev.Rule != "ping" || !strings.EqualFold(ev.Exe, ping) || ev.PPID != int32(os.Getpid()) || ev.UID != nil ||
 		!slices.Equal(ev.Missing, []string{fieldUID, fieldGID, fieldCmdline, fieldCwd, fieldCgroup, fieldUser}) {

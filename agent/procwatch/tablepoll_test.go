@@ -220,7 +220,7 @@ func TestTablePollThroughEngine(t *testing.T) {
 	now := maps.Clone(macOSBase)
 	now[60] = root
 	table.set(now, map[int32]procDetail{1: launchdD, 50: shellD, 60: netcatD})
-	ev := s.until(t, 5*time.Second, func(chain.Event) bool { return true })[0]
+	ev := s.Until(t, 5*time.Second, func(chain.Event) bool { return true })[0]
 	if ev.Rule != "netcat" || ev.Source != ModeProc || ev.PID != 60 || ev.PPID != 50 || ev.User != "root" || ev.UID == nil || *ev.UID != 0 ||
 		ev.Exe != "/usr/bin/nc" || ev.Cmdline != "nc -l 4444" || ev.ParentExe != "/bin/zsh" || !slices.Equal(ev.Missing, []string{fieldCwd, fieldCgroup}) {
 		t.Errorf("event %+v", ev)

@@ -91,7 +91,7 @@ func runAs(t *testing.T, nobody bool, name string, args ...string) int {
 func sentinel(t *testing.T, s *sink, path string) []chain.Event {
 	t.Helper()
 	pid := runAs(t, false, "cat", path)
-	got := s.until(t, waitFor, func(ev chain.Event) bool { return ev.PID == int32(pid) && ev.Path == path })
+	got := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.PID == int32(pid) && ev.Path == path })
 	return got[:len(got)-1]
 }
 
@@ -211,7 +211,7 @@ func TestFanotifyReadLoopIsOneEvent(t *testing.T) {
 func TestFanotifyWatchingPasswd(t *testing.T) {
 	_, s := startFanotify(t, []FileRule{{Name: "passwd", Severity: chain.SeverityWarn, Paths: []string{"/etc/passwd"}}}, Options{})
 	pid := runAs(t, true, "cat", "/etc/passwd")
-	ev := s.until(t, waitFor, func(ev chain.Event) bool { return ev.PID == int32(pid) })
+	ev := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.PID == int32(pid) })
 	last := ev[len(ev)-1]
 	if last.User != "nobody" || last.Op != OpRead || last.Rule != "passwd" {
 		t.Fatalf("event %+v; want a read of /etc/passwd by nobody", last)
@@ -305,7 +305,7 @@ func TestFanotifyHeldOpenIsTimely(t *testing.T) {
 		{"exec 3<" + openFile + "; exec sleep 30", openFile, OpOpen},
 	} {
 		cmd, started := hold(tc.script)
-		got := s.until(t, waitFor, func(ev chain.Event) bool { return ev.PID == int32(cmd.Process.Pid) })
+		got := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.PID == int32(cmd.Process.Pid) })
 		ev := got[len(got)-1]
 		if latency := time.Since(started); latency > time.Second {
 			t.Errorf("%s reported after %v, want within 1s", tc.op, latency)
@@ -336,7 +336,7 @@ func TestFanotifyReplacedFileIsRewatched(t *testing.T) {
 	drain:
 		for {
 			select {
-			case ev := <-s.out:
+			case ev := <-s.Out:
 				if ev.PID == int32(pid) && ev.Path == decoy && ev.Op == OpRead {
 					poll.Stop()
 					return

@@ -42,7 +42,7 @@ func TestFsnotifyForcedWrite(t *testing.T) {
 	}
 	appendTo(other)
 	appendTo(watched)
-	got := s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Op == OpWrite })
+	got := s.Until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Op == OpWrite })
 	for _, ev := range got {
 		if ev.Path != watched {
 			t.Errorf("event for unwatched %s: %+v", ev.Path, ev)
@@ -77,19 +77,19 @@ func TestFsnotifyReplacedAndCreated(t *testing.T) {
 	if err := os.Rename(tmp, watched); err != nil {
 		t.Fatal(err)
 	}
-	s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == watched && ev.Op == OpCreate })
+	s.Until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == watched && ev.Op == OpCreate })
 	if err := os.WriteFile(watched, []byte("c\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == watched && ev.Op == OpWrite })
+	s.Until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == watched && ev.Op == OpWrite })
 	if err := os.WriteFile(later, []byte("d\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == later && ev.Op == OpCreate })
+	s.Until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == later && ev.Op == OpCreate })
 	if err := os.Remove(later); err != nil {
 		t.Fatal(err)
 	}
-	s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == later && ev.Op == OpRemove })
+	s.Until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == later && ev.Op == OpRemove })
 }
 
 func TestRunTwiceAndClose(t *testing.T) {
@@ -125,7 +125,7 @@ func TestFsnotifyTree(t *testing.T) {
 	if err := os.WriteFile(f, []byte("x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == f && ev.Op == OpCreate })
+	s.Until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == f && ev.Op == OpCreate })
 
 	sub := filepath.Join(root, "new")
 	if err := os.Mkdir(sub, 0o755); err != nil {
@@ -142,5 +142,5 @@ func TestFsnotifyTree(t *testing.T) {
 	if err := os.WriteFile(g, []byte("x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == g && ev.Op == OpCreate })
+	s.Until(t, 5*time.Second, func(ev chain.Event) bool { return ev.Path == g && ev.Op == OpCreate })
 }

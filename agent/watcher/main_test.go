@@ -1,7 +1,6 @@
 package watcher
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/tripwire-project/tripwire/agent/internal/watchtest"
 
-	"github.com/tripwire-project/tripwire/proto/chain"
+	"go.uber.org/goleak"
 )
 
 // helperEnv makes the test binary act as a child process for the kernel tests.
@@ -85,21 +84,13 @@ var helpers = map[string]func(args []string) error{
 }
 
 // requireRoot skips a kernel test for an unprivileged developer, and fails it in CI.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "" {
-		t.Skip("needs root (CAP_SYS_ADMIN) for fanotify; set CI to make this a failure")
-	}
-	t.Fatal("needs root (CAP_SYS_ADMIN) for fanotify, and CI is set")
-}
+func requireRoot(t *testing.T) { watchtest.RequireRoot(t, "CAP_SYS_ADMIN for fanotify") }
 
 // sink collects what a running watcher sends.
-type sink struct {
-	out chan chain.Event
-}
+type sink = watchtest.Sink
+
+// run runs w until the test ends and fails the test if Run fails.
+func run(t *testing.T, w FileWatcher) *sink { return watchtest.Run(t, w) }
 
 // start runs a new watcher until the test ends.
 func start(t *testing.T, rules []FileRule, opts Options) (FileWatcher, *sink) {
@@ -109,39 +100,4 @@ func start(t *testing.T, rules []FileRule, opts Options) (FileWatcher, *sink) {
 		t.Fatalf("NewFileWatcher: %v", err)
 	}
 	return w, run(t, w)
-}
-
-func run(t *testing.T, w FileWatcher) *sink {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &sink{out: make(chan chain.Event, 256)}
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, s.out) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return s
-}
-
-// until collects events until one satisfies stop, failing the test after timeout.
-func (s *sink) until(t *testing.T, timeout time.Duration, stop func(chain.Event) bool) []chain.Event {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	var got []chain.Event
-	for {
-		select {
-		case ev := <-s.out:
-			got = append(got, ev)
-			if stop(ev) {
-				return got
-			}
-		case <-deadline.C:
-			t.Fatalf("no matching event within %v; got %d: %+v", timeout, len(got), got)
-			return nil
-		}
-	}
 }

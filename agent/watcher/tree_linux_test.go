@@ -39,7 +39,7 @@ func (tr *tracker) expect(t *testing.T, pid int, op, path string) chain.Event {
 	defer deadline.Stop()
 	for {
 		select {
-		case ev := <-tr.s.out:
+		case ev := <-tr.s.Out:
 			if match(ev) {
 				return ev
 			}
@@ -225,7 +225,7 @@ func TestFanotifyBurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := int32(cmd.Process.Pid)
-	first := s.until(t, waitFor, func(ev chain.Event) bool { return ev.PID == pid })
+	first := s.Until(t, waitFor, func(ev chain.Event) bool { return ev.PID == pid })
 	if latency := time.Since(started); latency > time.Second {
 		t.Errorf("first event after %v, want within 1s", latency)
 	}
@@ -239,7 +239,7 @@ func TestFanotifyBurst(t *testing.T) {
 	defer deadline.Stop()
 	for sum < loops {
 		select {
-		case ev := <-s.out:
+		case ev := <-s.Out:
 			if ev.PID == pid {
 				events = append(events, ev)
 				sum += ev.Count
