@@ -68,15 +68,7 @@ func TestTwoCollectorsBothSeeEveryAlert(t *testing.T) {
 	cfgB := filepath.Join(e.dir, "collector-b.yaml")
 	textA, _ := os.ReadFile(cfgA)
 	writeFile(t, cfgB, strings.NewReplacer(e.grpcAddr, b.grpcAddr, e.httpAddr, b.httpAddr).Replace(string(textA)))
-	b.coll = start(t, e.dir, "tripwire-collector", "serve", "--config", cfgB)
-	waitFor(t, 30*time.Second, "replica B /healthz", func() (bool, string) {
-		resp, err := http.Get("http://" + b.httpAddr + "/healthz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	})
+	b.coll = b.serve(cfgB, &b.grpcAddr, &b.httpAddr)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
