@@ -469,4 +469,14 @@ func TestWipedChainIsRefusedNotDropped(t *testing.T) {
 			t.Fatalf("the new chain's read was mixed into the old chain as seq %d", a.Seq)
 		}
 	}
+	// The refusal is an integrity alert for the SOC, once, not one per retry.
+	var body struct {
+		Events []struct{ Kind, Host, Severity, Message string } `json:"events"`
+	}
+	if err := getJSON("http://"+e.httpAddr+"/api/v1/host-events", e.token, &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.Events) != 1 || body.Events[0].Kind != "INTEGRITY" || body.Events[0].Severity != "CRITICAL" || body.Events[0].Host != "web-08" || !strings.Contains(body.Events[0].Message, "does not extend") {
+		t.Errorf("host events = %+v, want one CRITICAL INTEGRITY event for web-08", body.Events)
+	}
 }

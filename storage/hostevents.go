@@ -12,6 +12,8 @@ import (
 func NewHostEvent(hostID, hostname, kind string, t time.Time, lastSeen time.Time) HostEvent {
 	ev := HostEvent{EventID: uuid.NewString(), HostID: hostID, Hostname: hostname, Time: t.UTC(), Kind: kind}
 	switch kind {
+	case HostIntegrity:
+		ev.Severity = "CRITICAL"
 	case HostOffline:
 		ev.Severity = "CRITICAL"
 		ev.Message = fmt.Sprintf("host %s went silent: no heartbeat since %s", hostname, lastSeen.UTC().Format(time.RFC3339))
@@ -37,12 +39,16 @@ func HostEventLimit(limit int) int {
 const TypeHost = "HOST"
 
 // Alert is the event as the live stream carries it: tripwire type HOST, rule
-// "dead-man", the event as its detail.
+// "dead-man" (or "chain-integrity"), the event as its detail.
 func (e HostEvent) Alert() Alert {
+	rule := "dead-man"
+	if e.Kind == HostIntegrity {
+		rule = "chain-integrity"
+	}
 	detail, _ := json.Marshal(map[string]string{"kind": e.Kind, "message": e.Message})
 	return Alert{
 		AlertID: e.EventID, Host: e.Hostname, HostID: e.HostID, Timestamp: e.Time,
-		TripwireType: TypeHost, RuleName: "dead-man", Severity: e.Severity,
+		TripwireType: TypeHost, RuleName: rule, Severity: e.Severity,
 		EventDetail: detail, TriageStatus: "open",
 	}
 }

@@ -70,6 +70,8 @@ type Store interface {
 	// MarkOnline sets an OFFLINE host back to ONLINE and records its return, returning
 	// the event; ok is false when the host was not OFFLINE.
 	MarkOnline(ctx context.Context, hostID string, now time.Time) (ev HostEvent, ok bool, err error)
+	// AddHostEvent records an event the collector raised about a host.
+	AddHostEvent(ctx context.Context, ev HostEvent) error
 	// HostEvents returns the host events from from (inclusive) to to (exclusive; zero
 	// means no bound), newest first, at most limit (0: 100, capped at 1000).
 	HostEvents(ctx context.Context, from, to time.Time, limit int) ([]HostEvent, error)
@@ -109,10 +111,14 @@ type Host struct {
 const (
 	HostOnline  = "ONLINE"
 	HostOffline = "OFFLINE"
+	// HostIntegrity is an event kind only: the host's chain does not extend the one the
+	// collector holds (rewritten, truncated, replaced or forked).
+	HostIntegrity = "INTEGRITY"
 )
 
 // HostEvent is something the collector itself raises about a host: it went silent
-// (OFFLINE, CRITICAL) or came back (ONLINE, INFO).
+// (OFFLINE, CRITICAL), came back (ONLINE, INFO), or its chain failed to extend the
+// stored one (INTEGRITY, CRITICAL).
 type HostEvent struct {
 	EventID  string    `json:"event_id"`
 	HostID   string    `json:"host_id"`

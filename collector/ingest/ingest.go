@@ -40,6 +40,9 @@ type Server struct {
 	rules    *ruleFeed
 	peerCert func(context.Context) (*x509.Certificate, error) // nil: certificates not checked
 	revoked  *pki.Revocations
+
+	integrityMu sync.Mutex
+	integrityAt map[string]time.Time // host id → last integrity event raised
 	identify Identify
 	logger   *slog.Logger
 	version  string
@@ -132,6 +135,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		if ah.GetSeq() < head || (ah.GetSeq() == head && ah.GetHash() != headHash) {
 			log.Error("agent chain does not extend the stored chain: refusing the session", "agent_head", ah.GetSeq(), "stored_head", head)
 			s.metrics.Refused()
+			s.raiseIntegrity(ctx, hostID, hostname, forkMessage(ah.GetSeq(), head), log)
 			return status.Error(codes.FailedPrecondition, forkMessage(ah.GetSeq(), head))
 		}
 	}
@@ -211,6 +215,36 @@ func (s *Server) revokedErr(serial string) error {
 		return status.Errorf(codes.PermissionDenied, "this host's certificate (serial %s) is revoked: %s; issue a new one (tripwire-collector pki issue) and reload the agent (SIGHUP)", serial, reason)
 	}
 	return nil
+}
+
+// integrityRepeat is how long an integrity event stands for a host's refused chain: the
+// agent keeps retrying, and one event per retry would bury the first.
+const integrityRepeat = time.Hour
+
+// raiseIntegrity records a CRITICAL integrity event for a host whose chain does not
+// extend the stored one, and sends it to live subscribers, at most once per
+// integrityRepeat per host and collector process.
+func (s *Server) raiseIntegrity(ctx context.Context, hostID, hostname, msg string, log *slog.Logger) {
+	s.integrityMu.Lock()
+	last, seen := s.integrityAt[hostID]
+	now := s.now().UTC()
+	if seen && now.Sub(last) < integrityRepeat {
+		s.integrityMu.Unlock()
+		return
+	}
+	if s.integrityAt == nil {
+		s.integrityAt = map[string]time.Time{}
+	}
+	s.integrityAt[hostID] = now
+	s.integrityMu.Unlock()
+	ev := storage.NewHostEvent(hostID, hostname, storage.HostIntegrity, now, now)
+	ev.Message = msg
+	if err := s.store.AddHostEvent(ctx, ev); err != nil {
+		log.Error("recording the integrity event", "err", err)
+	}
+	if s.broker != nil {
+		s.broker.Publish(ev.Alert())
+	}
 }
 
 // markOnline records the return of a host the dead-man switch had marked OFFLINE.
@@ -294,6 +328,7 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 		if ss.head > 0 && ((e.Seq == ss.head && e.Hash != ss.headHash) || (e.Seq == ss.head+1 && e.PrevHash != ss.headHash)) {
 			ss.log.Error("batch forks from the stored chain: refusing it", "seq", e.Seq, "stored_head", ss.head)
 			ss.s.metrics.BatchRejected(metrics.ReasonInvalid)
+			ss.s.raiseIntegrity(ctx, ss.hostID, ss.hostname, forkMessage(e.Seq, ss.head), ss.log)
 			return nil, status.Error(codes.FailedPrecondition, forkMessage(e.Seq, ss.head))
 		}
 	}

@@ -114,3 +114,15 @@ func (s *Store) HostEvents(ctx context.Context, from, to time.Time, limit int) (
 	}
 	return out, rows.Err()
 }
+
+// AddHostEvent records an event the collector raised about a host.
+func (s *Store) AddHostEvent(ctx context.Context, ev storage.HostEvent) error {
+	if err := s.lockWrite(ctx); err != nil {
+		return fmt.Errorf("recording host event: waiting for the writer: %w", err)
+	}
+	defer s.unlockWrite()
+	if err := s.inSQLTx(ctx, func(tx *sql.Tx) error { return insertHostEvent(ctx, tx, ev) }); err != nil {
+		return fmt.Errorf("recording host event: %w", err)
+	}
+	return nil
+}

@@ -103,3 +103,11 @@ func (s *Store) HostEvents(ctx context.Context, from, to time.Time, limit int) (
 	}
 	return out, rows.Err()
 }
+
+// AddHostEvent records an event the collector raised about a host.
+func (s *Store) AddHostEvent(ctx context.Context, ev storage.HostEvent) error {
+	if err := pgx.BeginFunc(ctx, s.pg, func(tx pgx.Tx) error { return insertHostEvent(ctx, tx, ev) }); err != nil {
+		return fmt.Errorf("recording host event: %w", err)
+	}
+	return nil
+}

@@ -39,8 +39,16 @@ func testDeadMan(t *testing.T, s storage.Store) {
 	if _, ok, err := s.MarkOnline(ctx, "h-alive", now); err != nil || ok {
 		t.Fatalf("MarkOnline of an ONLINE host = %v, %v; want no event", ok, err)
 	}
+	integrity := storage.NewHostEvent("h-alive", "alive", storage.HostIntegrity, now.Add(2*time.Second), now)
+	integrity.Message = "the agent's chain does not extend the stored one"
+	if err := s.AddHostEvent(ctx, integrity); err != nil {
+		t.Fatalf("AddHostEvent: %v", err)
+	}
 	got, err := s.HostEvents(ctx, time.Time{}, time.Time{}, 0)
-	if err != nil || len(got) != 2 || got[0].Kind != storage.HostOnline || got[1].Kind != storage.HostOffline || !got[1].Time.Equal(now) {
-		t.Fatalf("HostEvents = %+v, %v; want ONLINE then OFFLINE, newest first", got, err)
+	if err != nil || len(got) != 3 || got[0] != integrity || got[1].Kind != storage.HostOnline || got[2].Kind != storage.HostOffline || !got[2].Time.Equal(now) {
+		t.Fatalf("HostEvents = %+v, %v; want INTEGRITY, ONLINE, OFFLINE, newest first", got, err)
+	}
+	if got, err := s.HostEvents(ctx, now.Add(time.Second), now.Add(2*time.Second), 0); err != nil || len(got) != 1 || got[0].Kind != storage.HostOnline {
+		t.Fatalf("HostEvents in [now+1s, now+2s) = %+v, %v; want the ONLINE event only", got, err)
 	}
 }
