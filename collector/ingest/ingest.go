@@ -43,11 +43,11 @@ type Server struct {
 
 	integrityMu sync.Mutex
 	integrityAt map[string]time.Time // host id → last integrity event raised
-	identify Identify
-	logger   *slog.Logger
-	version  string
-	now      func() time.Time
-	metrics  *metrics.Collector
+	identify    Identify
+	logger      *slog.Logger
+	version     string
+	now         func() time.Time
+	metrics     *metrics.Collector
 }
 
 // New returns an ingest server writing to store and publishing new alerts to broker
