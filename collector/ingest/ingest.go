@@ -40,14 +40,14 @@ type Server struct {
 	rules    *ruleFeed
 	peerCert func(context.Context) (*x509.Certificate, error) // nil: certificates not checked
 	revoked  *pki.Revocations
+	identify Identify
+	logger   *slog.Logger
+	version  string
+	now      func() time.Time
+	metrics  *metrics.Collector
 
 	integrityMu sync.Mutex
 	integrityAt map[string]time.Time // host id → last integrity event raised
-	identify    Identify
-	logger      *slog.Logger
-	version     string
-	now         func() time.Time
-	metrics     *metrics.Collector
 }
 
 // New returns an ingest server writing to store and publishing new alerts to broker
