@@ -70,8 +70,10 @@ type Store interface {
 	// MarkOnline sets an OFFLINE host back to ONLINE and records its return, returning
 	// the event; ok is false when the host was not OFFLINE.
 	MarkOnline(ctx context.Context, hostID string, now time.Time) (ev HostEvent, ok bool, err error)
-	// AddHostEvent records an event the collector raised about a host.
-	AddHostEvent(ctx context.Context, ev HostEvent) error
+	// AddHostEvent records an event the collector raised about a host; added is false
+	// when an event with its id was already recorded (ids can be derived, so that a
+	// condition raised by several replicas, or again after a restart, is one event).
+	AddHostEvent(ctx context.Context, ev HostEvent) (added bool, err error)
 	// HostEvents returns the host events from from (inclusive) to to (exclusive; zero
 	// means no bound), newest first, at most limit (0: 100, capped at 1000).
 	HostEvents(ctx context.Context, from, to time.Time, limit int) ([]HostEvent, error)
@@ -114,7 +116,13 @@ const (
 	// HostIntegrity is an event kind only: the host's chain does not extend the one the
 	// collector holds (rewritten, truncated, replaced or forked).
 	HostIntegrity = "INTEGRITY"
+	// HostCertExpiry is an event kind only: the host's certificate expires within
+	// CertExpiryWarning.
+	HostCertExpiry = "CERT_EXPIRY"
 )
+
+// CertExpiryWarning is how long before a host certificate expires it raises a WARN.
+const CertExpiryWarning = 30 * 24 * time.Hour
 
 // HostEvent is something the collector itself raises about a host: it went silent
 // (OFFLINE, CRITICAL), came back (ONLINE, INFO), or its chain failed to extend the

@@ -239,7 +239,7 @@ func (s *Server) raiseIntegrity(ctx context.Context, hostID, hostname, msg strin
 	s.integrityMu.Unlock()
 	ev := storage.NewHostEvent(hostID, hostname, storage.HostIntegrity, now, now)
 	ev.Message = msg
-	if err := s.store.AddHostEvent(ctx, ev); err != nil {
+	if _, err := s.store.AddHostEvent(ctx, ev); err != nil {
 		log.Error("recording the integrity event", "err", err)
 	}
 	if s.broker != nil {

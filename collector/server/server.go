@@ -266,12 +266,17 @@ func (s *Server) enforceRetention(ctx context.Context, f *fleet.Store, days int)
 }
 
 // deadMan marks the hosts silent for longer than after OFFLINE, every second until ctx
-// ends, publishing each OFFLINE event to live subscribers. Every replica runs it; the
-// store's conditional update raises each event once.
+// ends, publishing each OFFLINE event to live subscribers; and every 10 s (first at
+// start) it raises a WARN for each host certificate within storage.CertExpiryWarning of
+// expiry. Every replica runs it; the store raises each event once (a conditional
+// update, a derived event id).
 func (s *Server) deadMan(ctx context.Context, after time.Duration, pub live.Publisher) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for {
+	for tick := 0; ; tick++ {
+		if tick%10 == 0 {
+			s.warnCertExpiry(ctx, pub)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -287,6 +292,33 @@ func (s *Server) deadMan(ctx context.Context, after time.Duration, pub live.Publ
 		}
 		for _, ev := range events {
 			s.logger.Warn("host went silent: marked OFFLINE", "host", ev.Hostname, "host_id", ev.HostID, "event_id", ev.EventID)
+			pub.Publish(ev.Alert())
+		}
+	}
+}
+
+// warnCertExpiry raises a WARN host event for each certificate close to expiry, once.
+func (s *Server) warnCertExpiry(ctx context.Context, pub live.Publisher) {
+	hosts, err := s.store.Hosts(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.logger.Warn("checking certificate expiry", "err", err)
+		}
+		return
+	}
+	now := time.Now().UTC()
+	for _, h := range hosts {
+		ev, due := storage.CertExpiryEvent(h, now)
+		if !due {
+			continue
+		}
+		added, err := s.store.AddHostEvent(ctx, ev)
+		if err != nil {
+			s.logger.Warn("recording a certificate expiry warning", "host", h.Hostname, "err", err)
+			continue
+		}
+		if added {
+			s.logger.Warn("host certificate expires soon", "host", h.Hostname, "serial", h.CertSerial, "not_after", h.CertNotAfter)
 			pub.Publish(ev.Alert())
 		}
 	}

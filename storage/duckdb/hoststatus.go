@@ -115,14 +115,17 @@ func (s *Store) HostEvents(ctx context.Context, from, to time.Time, limit int) (
 	return out, rows.Err()
 }
 
-// AddHostEvent records an event the collector raised about a host.
-func (s *Store) AddHostEvent(ctx context.Context, ev storage.HostEvent) error {
+// AddHostEvent records an event the collector raised about a host, once per id.
+func (s *Store) AddHostEvent(ctx context.Context, ev storage.HostEvent) (bool, error) {
 	if err := s.lockWrite(ctx); err != nil {
-		return fmt.Errorf("recording host event: waiting for the writer: %w", err)
+		return false, fmt.Errorf("recording host event: waiting for the writer: %w", err)
 	}
 	defer s.unlockWrite()
-	if err := s.inSQLTx(ctx, func(tx *sql.Tx) error { return insertHostEvent(ctx, tx, ev) }); err != nil {
-		return fmt.Errorf("recording host event: %w", err)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO host_events (event_id, host_id, hostname, ts, kind, severity, message)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`, ev.EventID, ev.HostID, ev.Hostname, ev.Time.UTC(), ev.Kind, ev.Severity, ev.Message)
+	if err != nil {
+		return false, fmt.Errorf("recording host event: %w", err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	return n > 0, err
 }

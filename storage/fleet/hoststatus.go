@@ -104,10 +104,12 @@ func (s *Store) HostEvents(ctx context.Context, from, to time.Time, limit int) (
 	return out, rows.Err()
 }
 
-// AddHostEvent records an event the collector raised about a host.
-func (s *Store) AddHostEvent(ctx context.Context, ev storage.HostEvent) error {
-	if err := pgx.BeginFunc(ctx, s.pg, func(tx pgx.Tx) error { return insertHostEvent(ctx, tx, ev) }); err != nil {
-		return fmt.Errorf("recording host event: %w", err)
+// AddHostEvent records an event the collector raised about a host, once per id.
+func (s *Store) AddHostEvent(ctx context.Context, ev storage.HostEvent) (bool, error) {
+	tag, err := s.pg.Exec(ctx, `INSERT INTO host_events (event_id, host_id, hostname, ts, kind, severity, message)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING`, ev.EventID, ev.HostID, ev.Hostname, ev.Time.UTC(), ev.Kind, ev.Severity, ev.Message)
+	if err != nil {
+		return false, fmt.Errorf("recording host event: %w", err)
 	}
-	return nil
+	return tag.RowsAffected() > 0, nil
 }

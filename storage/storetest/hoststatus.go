@@ -41,8 +41,10 @@ func testDeadMan(t *testing.T, s storage.Store) {
 	}
 	integrity := storage.NewHostEvent("h-alive", "alive", storage.HostIntegrity, now.Add(2*time.Second), now)
 	integrity.Message = "the agent's chain does not extend the stored one"
-	if err := s.AddHostEvent(ctx, integrity); err != nil {
-		t.Fatalf("AddHostEvent: %v", err)
+	for i, want := range []bool{true, false} { // the second is the same event again
+		if added, err := s.AddHostEvent(ctx, integrity); err != nil || added != want {
+			t.Fatalf("AddHostEvent #%d = %v, %v; want %v", i+1, added, err, want)
+		}
 	}
 	got, err := s.HostEvents(ctx, time.Time{}, time.Time{}, 0)
 	if err != nil || len(got) != 3 || got[0] != integrity || got[1].Kind != storage.HostOnline || got[2].Kind != storage.HostOffline || !got[2].Time.Equal(now) {

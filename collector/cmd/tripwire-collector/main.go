@@ -26,7 +26,7 @@ commands:
   serve  --config collector.yaml          run the collector (migrates the store's schema first)
   migrate --config collector.yaml         bring the configured store's schema up to date, and exit
   pki init  --dir DIR [--server-name N]   create a CA and the collector's server certificate
-  pki issue --dir DIR --host NAME [--new-host-id]
+  pki issue --dir DIR --host NAME [--new-host-id] [--validity 720h]
   pki revoke --host NAME [--cert FILE] [--reason R] [--config F | --url U --token T]
                                          refuse the host's certificate from its next message on
                                           issue an agent certificate (DIR/NAME/agent.crt, agent.key, ca.crt);
@@ -171,13 +171,14 @@ func pkiCmd(args []string, stdout io.Writer) error {
 	case "issue":
 		host := fs.String("host", "", "the host's name (required)")
 		newID := fs.Bool("new-host-id", false, "give the host a new id (a fresh chain) instead of keeping the one in its existing certificate")
+		validity := fs.Duration("validity", 0, "how long the certificate is valid, e.g. 720h (default 1 year)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return usageError(err.Error())
 		}
 		if *host == "" {
 			return usageError("pki issue: --host is required")
 		}
-		hc, err := pki.Issue(*dir, *host, pki.IssueOptions{NewHostID: *newID})
+		hc, err := pki.Issue(*dir, *host, pki.IssueOptions{NewHostID: *newID, Validity: *validity})
 		if err != nil {
 			return err
 		}
