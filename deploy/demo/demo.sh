@@ -9,6 +9,7 @@ DEMO=$PWD/demo
 GRPC=${DEMO_GRPC:-127.0.0.1:7443}
 HTTP=${DEMO_HTTP:-127.0.0.1:8080}
 HEALTHZ=${DEMO_HEALTHZ:-127.0.0.1:9100}
+DECOY_PORT=${DEMO_DECOY_PORT:-2222}
 
 pids=()
 cleanup() {
@@ -40,7 +41,9 @@ storage: {duckdb: data/tripwire.duckdb}
 api: {tokens: [$TOKEN]}
 YAML
 
-rules="  - {name: decoy-credentials, type: file, paths: [$DEMO/decoy/aws-credentials], severity: CRITICAL}"
+rules="  - {name: decoy-credentials, type: file, paths: [$DEMO/decoy/aws-credentials], severity: CRITICAL}
+  - {name: netcat, type: process, names: [nc, ncat, netcat], severity: CRITICAL}
+  - {name: ssh-decoy, type: network, ports: [$DECOY_PORT], mode: decoy, severity: WARN}"
 if [ "$(id -u)" -eq 0 ]; then
   rules="$rules
   - {name: etc-passwd-watch, type: file, paths: [/etc/passwd], severity: WARN}"
@@ -61,6 +64,9 @@ if [ "$(id -u)" -ne 0 ]; then
   writes, creates, removes, renames and attribute changes are seen, READS ARE NOT,
   and no process identity (PID, user, executable, command line) is recorded.
   The demo trips its tripwire with a write so that you still see an alert.
+  Process tripwires need CAP_BPF and CAP_PERFMON for eBPF; without them the agent
+  falls back to the netlink process connector or /proc polling (see /healthz).
+  The decoy port works for everyone.
   Run `sudo make demo` for the full picture.
 MSG
 fi
@@ -92,11 +98,21 @@ else
   cat "$DEMO/decoy/aws-credentials" >/dev/null
   echo "# touched by the demo" >> "$DEMO/decoy/aws-credentials"
 fi
+echo "== knocking on the decoy port $DECOY_PORT (a network tripwire), with nc if installed (a process tripwire)"
+as_nobody=()
+[ "$(id -u)" -eq 0 ] && as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+if command -v nc >/dev/null; then
+  "${as_nobody[@]}" nc -z 127.0.0.1 "$DECOY_PORT" || true
+else
+  "${as_nobody[@]}" bash -c "echo knock > /dev/tcp/127.0.0.1/$DECOY_PORT" 2>/dev/null || true
+fi
 cat <<MSG
 == try it yourself in another terminal:
      cat $DEMO/decoy/aws-credentials
      curl -s -H "Authorization: Bearer $TOKEN" 'http://$HTTP/api/v1/alerts?type=FILE'
+     nc -z 127.0.0.1 $DECOY_PORT
      curl -s http://$HEALTHZ/healthz
+     $BIN/tripwire doctor
      $BIN/tripwire audit verify --dir $DEMO/audit
 MSG
 if [ -n "${DEMO_SECONDS:-}" ]; then

@@ -184,12 +184,31 @@ func formatAlert(a storage.Alert) string {
 		Exe     string `json:"exe"`
 		Cmdline string `json:"cmdline"`
 		Source  string `json:"source"`
+		// Network tripwires.
+		Protocol   string `json:"protocol"`
+		Direction  string `json:"direction"`
+		SrcIP      string `json:"src_ip"`
+		SrcPort    uint16 `json:"src_port"`
+		DstIP      string `json:"dst_ip"`
+		DstPort    uint16 `json:"dst_port"`
+		FirstBytes string `json:"first_bytes"`
+		// Host events (the dead-man switch, integrity, certificate expiry).
+		Message string `json:"message"`
 	}
 	_ = json.Unmarshal(a.EventDetail, &d)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %-8s %-7s %-20s host=%s", a.Timestamp.Local().Format("15:04:05.000"), a.Severity, a.TripwireType, a.RuleName, a.Host)
 	if d.Op != "" {
 		fmt.Fprintf(&b, " %s %s", d.Op, d.Path)
+	}
+	if d.Protocol != "" {
+		fmt.Fprintf(&b, " %s %s:%d -> %s:%d", d.Protocol, d.SrcIP, d.SrcPort, d.DstIP, d.DstPort)
+		if d.FirstBytes != "" && d.FirstBytes != `""` {
+			fmt.Fprintf(&b, " sent=%s", d.FirstBytes)
+		}
+	}
+	if d.Message != "" {
+		fmt.Fprintf(&b, " %s", d.Message)
 	}
 	if d.PID != 0 {
 		fmt.Fprintf(&b, " pid=%d", d.PID)
