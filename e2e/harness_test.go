@@ -113,14 +113,20 @@ func run(t *testing.T, name string, args ...string) (string, error) {
 
 func start(t *testing.T, logDir, name string, args ...string) *proc {
 	t.Helper()
+	return startCmd(t, logDir, name, append([]string{filepath.Join(binDir, name)}, args...)...)
+}
+
+// startCmd starts an arbitrary command line as a proc whose output is logged.
+func startCmd(t *testing.T, logDir, name string, argv ...string) *proc {
+	t.Helper()
 	logf, err := os.CreateTemp(logDir, name+"-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
+		t.Fatalf("starting %v: %v", argv, err)
 	}
 	p := &proc{name: name, cmd: cmd, log: logf.Name(), done: make(chan struct{})}
 	go func() { cmd.Wait(); logf.Close(); close(p.done) }()

@@ -25,30 +25,6 @@ func nobody(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// startCmd starts an arbitrary command line as a proc whose output is logged.
-func startCmd(t *testing.T, logDir, name string, argv ...string) *proc {
-	t.Helper()
-	logf, err := os.CreateTemp(logDir, name+"-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %v: %v", argv, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logf.Name(), done: make(chan struct{})}
-	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(syscall.SIGTERM)
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("--- %s log ---\n%s", name, b)
-		}
-	})
-	return p
-}
-
 func (e *env) waitHealthy(p *proc, healthz string) healthzReport {
 	e.t.Helper()
 	var h healthzReport

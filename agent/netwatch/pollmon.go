@@ -14,8 +14,36 @@ import (
 // Options.PollInterval.
 const ModePoll = "poll"
 
-// maxTableFailures is how many listings in a row may fail before Run gives up.
-const maxTableFailures = 5
+// maxPollFailures is how many listings in a row may fail before a polling monitor
+// gives up and fails the watcher.
+const maxPollFailures = 5
+
+// pollLoop calls poll every interval until stop is closed. A failure is logged; after
+// maxPollFailures in a row, fail is called with the last one and the loop ends. what
+// names the monitor and unit what one poll does ("listings", "polls") in messages.
+func pollLoop(stop <-chan struct{}, interval time.Duration, poll func() error, log *slog.Logger, what, unit string, fail func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failures := 0
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		err := poll()
+		if err == nil {
+			failures = 0
+			continue
+		}
+		failures++
+		log.Warn(what+" network monitor: a poll failed", "err", err, "in_a_row", failures)
+		if failures >= maxPollFailures {
+			fail(fmt.Errorf("%s network monitor: %d %s in a row failed: %w", what, failures, unit, err))
+			return
+		}
+	}
+}
 
 // connTable is a platform's table of TCP sockets, as the poll monitor reads it. Its
 // methods are called from the monitor's goroutine only.
@@ -64,27 +92,7 @@ func newPollMonitor(watch watchSet, opts Options, w *netWatcher, table connTable
 
 func (m *pollMonitor) run() {
 	defer close(m.done)
-	t := time.NewTicker(m.interval)
-	defer t.Stop()
-	failures := 0
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-		}
-		err := m.poll()
-		if err == nil {
-			failures = 0
-			continue
-		}
-		failures++
-		m.log.Warn("TCP table poll failed", "err", err, "in_a_row", failures)
-		if failures >= maxTableFailures {
-			m.w.fail(fmt.Errorf("poll network monitor: %d listings in a row failed: %w", failures, err))
-			return
-		}
-	}
+	pollLoop(m.stop, m.interval, m.poll, m.log, "poll", "listings", m.w.fail)
 }
 
 // poll lists the sockets once and reports the new connections on watched ports.

@@ -15,8 +15,6 @@ import (
 const (
 	// diagTimeout bounds a wait for the kernel's answer to a dump.
 	diagTimeout = 2 * time.Second
-	// maxPollFailures is how many dumps in a row may fail before Run gives up.
-	maxPollFailures = 5
 	// stateMask selects the sockets a sockdiag poll lists: connections, and the
 	// listeners that tell inbound ones from outbound ones and name their owner.
 	stateMask = 1<<tcpEstablished | 1<<tcpListen
@@ -147,27 +145,7 @@ func newSockDiagMonitor(watch watchSet, opts Options, w *netWatcher, why string)
 
 func (m *sockDiagMonitor) run() {
 	defer close(m.done)
-	t := time.NewTicker(m.interval)
-	defer t.Stop()
-	failures := 0
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-		}
-		err := m.poll()
-		if err == nil {
-			failures = 0
-			continue
-		}
-		failures++
-		m.log.Warn("sock_diag poll failed", "err", err, "in_a_row", failures)
-		if failures >= maxPollFailures {
-			m.w.fail(fmt.Errorf("sockdiag network monitor: %d polls in a row failed: %w", failures, err))
-			return
-		}
-	}
+	pollLoop(m.stop, m.interval, m.poll, m.log, "sockdiag", "polls", m.w.fail)
 }
 
 // poll lists the sockets once and reports the new connections.
