@@ -84,7 +84,7 @@ func register(t *testing.T, addr string, cfg *tls.Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Register{Register: &tripwirev1.Register{ProtocolVersion: 1}}}); err != nil {
+	if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Register{Register: &tripwirev1.Register{ProtocolVersion: tripwirev1.ProtocolVersion}}}); err != nil {
 		// A failed Send hides the real status; Recv reports it.
 		_, err = stream.Recv()
 		return "", err

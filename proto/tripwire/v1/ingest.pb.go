@@ -26,6 +26,151 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// EnrollRequest asks for a host certificate.
+type EnrollRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's id and secret, as `tripwire-collector pki token` printed them.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// A PKCS#10 certificate signing request (DER), signed with the host's new private key,
+	// which never leaves the host. Only its public key is used.
+	CsrDer []byte `protobuf:"bytes,2,opt,name=csr_der,json=csrDer,proto3" json:"csr_der,omitempty"`
+	// The wire protocol version the agent speaks.
+	ProtocolVersion uint32 `protobuf:"varint,3,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	AgentVersion    string `protobuf:"bytes,4,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *EnrollRequest) Reset() {
+	*x = EnrollRequest{}
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollRequest) ProtoMessage() {}
+
+func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
+func (*EnrollRequest) Descriptor() ([]byte, []int) {
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *EnrollRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *EnrollRequest) GetCsrDer() []byte {
+	if x != nil {
+		return x.CsrDer
+	}
+	return nil
+}
+
+func (x *EnrollRequest) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *EnrollRequest) GetAgentVersion() string {
+	if x != nil {
+		return x.AgentVersion
+	}
+	return ""
+}
+
+// EnrollResponse carries the host's new certificate.
+type EnrollResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host id and host name the certificate carries.
+	HostId   string `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// The certificate (PEM), for the key of the request.
+	CertificatePem []byte `protobuf:"bytes,3,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	// The collector's CA (PEM): the agent trusts it for the ingest listener from now on.
+	CaPem         []byte `protobuf:"bytes,4,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollResponse) Reset() {
+	*x = EnrollResponse{}
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollResponse) ProtoMessage() {}
+
+func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
+func (*EnrollResponse) Descriptor() ([]byte, []int) {
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EnrollResponse) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *EnrollResponse) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *EnrollResponse) GetCertificatePem() []byte {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return nil
+}
+
+func (x *EnrollResponse) GetCaPem() []byte {
+	if x != nil {
+		return x.CaPem
+	}
+	return nil
+}
+
 // StreamRequest is one message from agent to collector.
 type StreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -34,6 +179,8 @@ type StreamRequest struct {
 	//	*StreamRequest_Register
 	//	*StreamRequest_Batch
 	//	*StreamRequest_Heartbeat
+	//	*StreamRequest_Renew
+	//	*StreamRequest_ChainHash
 	Msg           isStreamRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -41,7 +188,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[0]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +200,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[0]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +213,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{0}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StreamRequest) GetMsg() isStreamRequest_Msg {
@@ -103,6 +250,24 @@ func (x *StreamRequest) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *StreamRequest) GetRenew() *RenewRequest {
+	if x != nil {
+		if x, ok := x.Msg.(*StreamRequest_Renew); ok {
+			return x.Renew
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetChainHash() *ChainHash {
+	if x != nil {
+		if x, ok := x.Msg.(*StreamRequest_ChainHash); ok {
+			return x.ChainHash
+		}
+	}
+	return nil
+}
+
 type isStreamRequest_Msg interface {
 	isStreamRequest_Msg()
 }
@@ -119,11 +284,23 @@ type StreamRequest_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,3,opt,name=heartbeat,proto3,oneof"`
 }
 
+type StreamRequest_Renew struct {
+	Renew *RenewRequest `protobuf:"bytes,4,opt,name=renew,proto3,oneof"`
+}
+
+type StreamRequest_ChainHash struct {
+	ChainHash *ChainHash `protobuf:"bytes,5,opt,name=chain_hash,json=chainHash,proto3,oneof"`
+}
+
 func (*StreamRequest_Register) isStreamRequest_Msg() {}
 
 func (*StreamRequest_Batch) isStreamRequest_Msg() {}
 
 func (*StreamRequest_Heartbeat) isStreamRequest_Msg() {}
+
+func (*StreamRequest_Renew) isStreamRequest_Msg() {}
+
+func (*StreamRequest_ChainHash) isStreamRequest_Msg() {}
 
 // StreamResponse is one message from collector to agent.
 type StreamResponse struct {
@@ -140,7 +317,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[1]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -152,7 +329,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[1]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -165,7 +342,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{1}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StreamResponse) GetMsg() isStreamResponse_Msg {
@@ -240,7 +417,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[2]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +429,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[2]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +442,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{2}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Register) GetProtocolVersion() uint32 {
@@ -311,7 +488,7 @@ type HostFacts struct {
 
 func (x *HostFacts) Reset() {
 	*x = HostFacts{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[3]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +500,7 @@ func (x *HostFacts) String() string {
 func (*HostFacts) ProtoMessage() {}
 
 func (x *HostFacts) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[3]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +513,7 @@ func (x *HostFacts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostFacts.ProtoReflect.Descriptor instead.
 func (*HostFacts) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{3}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HostFacts) GetHostname() string {
@@ -387,7 +564,7 @@ type WatcherStatus struct {
 
 func (x *WatcherStatus) Reset() {
 	*x = WatcherStatus{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[4]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -399,7 +576,7 @@ func (x *WatcherStatus) String() string {
 func (*WatcherStatus) ProtoMessage() {}
 
 func (x *WatcherStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[4]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -412,7 +589,7 @@ func (x *WatcherStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatcherStatus.ProtoReflect.Descriptor instead.
 func (*WatcherStatus) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{4}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WatcherStatus) GetName() string {
@@ -448,7 +625,7 @@ type ChainHead struct {
 
 func (x *ChainHead) Reset() {
 	*x = ChainHead{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[5]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +637,7 @@ func (x *ChainHead) String() string {
 func (*ChainHead) ProtoMessage() {}
 
 func (x *ChainHead) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[5]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +650,7 @@ func (x *ChainHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChainHead.ProtoReflect.Descriptor instead.
 func (*ChainHead) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{5}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ChainHead) GetSeq() uint64 {
@@ -503,7 +680,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[6]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +692,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[6]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +705,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{6}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EventBatch) GetArrowIpc() []byte {
@@ -565,7 +742,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[7]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +754,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[7]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +767,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{7}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -630,7 +807,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[8]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +819,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[8]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +832,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{8}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Registered) GetHostId() string {
@@ -696,7 +873,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[9]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +885,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[9]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +898,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{9}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -738,6 +915,8 @@ type Command struct {
 	//
 	//	*Command_ResendFrom
 	//	*Command_Rules
+	//	*Command_Renewed
+	//	*Command_ChainHash
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -745,7 +924,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[10]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +936,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[10]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +949,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{10}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Command) GetCmd() isCommand_Cmd {
@@ -798,6 +977,24 @@ func (x *Command) GetRules() *RuleSet {
 	return nil
 }
 
+func (x *Command) GetRenewed() *RenewResult {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_Renewed); ok {
+			return x.Renewed
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetChainHash() *ChainHashRequest {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_ChainHash); ok {
+			return x.ChainHash
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -810,9 +1007,225 @@ type Command_Rules struct {
 	Rules *RuleSet `protobuf:"bytes,2,opt,name=rules,proto3,oneof"`
 }
 
+type Command_Renewed struct {
+	Renewed *RenewResult `protobuf:"bytes,3,opt,name=renewed,proto3,oneof"`
+}
+
+type Command_ChainHash struct {
+	ChainHash *ChainHashRequest `protobuf:"bytes,4,opt,name=chain_hash,json=chainHash,proto3,oneof"`
+}
+
 func (*Command_ResendFrom) isCommand_Cmd() {}
 
 func (*Command_Rules) isCommand_Cmd() {}
+
+func (*Command_Renewed) isCommand_Cmd() {}
+
+func (*Command_ChainHash) isCommand_Cmd() {}
+
+// RenewRequest asks the collector to renew the agent's certificate before it expires.
+// The agent sends it on an open stream once two thirds of its certificate's lifetime
+// have passed; the collector answers with Command.renewed.
+type RenewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A PKCS#10 certificate signing request (DER) for the key of the certificate the
+	// stream was opened with (renewal keeps the key).
+	CsrDer        []byte `protobuf:"bytes,1,opt,name=csr_der,json=csrDer,proto3" json:"csr_der,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewRequest) Reset() {
+	*x = RenewRequest{}
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewRequest) ProtoMessage() {}
+
+func (x *RenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
+func (*RenewRequest) Descriptor() ([]byte, []int) {
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RenewRequest) GetCsrDer() []byte {
+	if x != nil {
+		return x.CsrDer
+	}
+	return nil
+}
+
+// RenewResult answers a RenewRequest: a new certificate, or why there is none.
+type RenewResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The renewed certificate (PEM), same host id and name, new serial and validity.
+	CertificatePem []byte `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	// Why renewal was refused; empty on success.
+	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewResult) Reset() {
+	*x = RenewResult{}
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewResult) ProtoMessage() {}
+
+func (x *RenewResult) ProtoReflect() protoreflect.Message {
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewResult.ProtoReflect.Descriptor instead.
+func (*RenewResult) Descriptor() ([]byte, []int) {
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RenewResult) GetCertificatePem() []byte {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return nil
+}
+
+func (x *RenewResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ChainHashRequest asks the agent for the hash of one entry of its chain. The collector
+// uses it to find where an agent's chain departs from the one it holds for the host.
+type ChainHashRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChainHashRequest) Reset() {
+	*x = ChainHashRequest{}
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChainHashRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChainHashRequest) ProtoMessage() {}
+
+func (x *ChainHashRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChainHashRequest.ProtoReflect.Descriptor instead.
+func (*ChainHashRequest) Descriptor() ([]byte, []int) {
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ChainHashRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// ChainHash answers a ChainHashRequest.
+type ChainHash struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The entry's hash (hex); empty when the agent does not hold the entry.
+	Hash          string `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChainHash) Reset() {
+	*x = ChainHash{}
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChainHash) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChainHash) ProtoMessage() {}
+
+func (x *ChainHash) ProtoReflect() protoreflect.Message {
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChainHash.ProtoReflect.Descriptor instead.
+func (*ChainHash) Descriptor() ([]byte, []int) {
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ChainHash) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ChainHash) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
 
 // RuleSet is the complete set of central rules for the agent's host, sent after Registered
 // and whenever it changes. It replaces any earlier set; the agent persists it, applies it
@@ -830,7 +1243,7 @@ type RuleSet struct {
 
 func (x *RuleSet) Reset() {
 	*x = RuleSet{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[11]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1255,7 @@ func (x *RuleSet) String() string {
 func (*RuleSet) ProtoMessage() {}
 
 func (x *RuleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[11]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1268,7 @@ func (x *RuleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleSet.ProtoReflect.Descriptor instead.
 func (*RuleSet) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{11}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RuleSet) GetVersion() string {
@@ -883,7 +1296,7 @@ type ResendFrom struct {
 
 func (x *ResendFrom) Reset() {
 	*x = ResendFrom{}
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[12]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1308,7 @@ func (x *ResendFrom) String() string {
 func (*ResendFrom) ProtoMessage() {}
 
 func (x *ResendFrom) ProtoReflect() protoreflect.Message {
-	mi := &file_tripwire_v1_ingest_proto_msgTypes[12]
+	mi := &file_tripwire_v1_ingest_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1321,7 @@ func (x *ResendFrom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendFrom.ProtoReflect.Descriptor instead.
 func (*ResendFrom) Descriptor() ([]byte, []int) {
-	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{12}
+	return file_tripwire_v1_ingest_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResendFrom) GetSeq() uint64 {
@@ -922,11 +1335,24 @@ var File_tripwire_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_tripwire_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x18tripwire/v1/ingest.proto\x12\vtripwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n" +
+	"\x18tripwire/v1/ingest.proto\x12\vtripwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x01\n" +
+	"\rEnrollRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
+	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12)\n" +
+	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\x12#\n" +
+	"\ragent_version\x18\x04 \x01(\tR\fagentVersion\"\x85\x01\n" +
+	"\x0eEnrollResponse\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12'\n" +
+	"\x0fcertificate_pem\x18\x03 \x01(\fR\x0ecertificatePem\x12\x15\n" +
+	"\x06ca_pem\x18\x04 \x01(\fR\x05caPem\"\xa0\x02\n" +
 	"\rStreamRequest\x123\n" +
 	"\bregister\x18\x01 \x01(\v2\x15.tripwire.v1.RegisterH\x00R\bregister\x12/\n" +
 	"\x05batch\x18\x02 \x01(\v2\x17.tripwire.v1.EventBatchH\x00R\x05batch\x126\n" +
-	"\theartbeat\x18\x03 \x01(\v2\x16.tripwire.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
+	"\theartbeat\x18\x03 \x01(\v2\x16.tripwire.v1.HeartbeatH\x00R\theartbeat\x121\n" +
+	"\x05renew\x18\x04 \x01(\v2\x19.tripwire.v1.RenewRequestH\x00R\x05renew\x127\n" +
+	"\n" +
+	"chain_hash\x18\x05 \x01(\v2\x16.tripwire.v1.ChainHashH\x00R\tchainHashB\x05\n" +
 	"\x03msg\"\xaa\x01\n" +
 	"\x0eStreamResponse\x129\n" +
 	"\n" +
@@ -970,12 +1396,25 @@ const file_tripwire_v1_ingest_proto_rawDesc = "" +
 	"\x11collector_version\x18\x03 \x01(\tR\x10collectorVersion\x12\x1b\n" +
 	"\tacked_seq\x18\x04 \x01(\x04R\backedSeq\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"z\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xf0\x01\n" +
 	"\aCommand\x12:\n" +
 	"\vresend_from\x18\x01 \x01(\v2\x17.tripwire.v1.ResendFromH\x00R\n" +
 	"resendFrom\x12,\n" +
-	"\x05rules\x18\x02 \x01(\v2\x14.tripwire.v1.RuleSetH\x00R\x05rulesB\x05\n" +
-	"\x03cmd\"B\n" +
+	"\x05rules\x18\x02 \x01(\v2\x14.tripwire.v1.RuleSetH\x00R\x05rules\x124\n" +
+	"\arenewed\x18\x03 \x01(\v2\x18.tripwire.v1.RenewResultH\x00R\arenewed\x12>\n" +
+	"\n" +
+	"chain_hash\x18\x04 \x01(\v2\x1d.tripwire.v1.ChainHashRequestH\x00R\tchainHashB\x05\n" +
+	"\x03cmd\"'\n" +
+	"\fRenewRequest\x12\x17\n" +
+	"\acsr_der\x18\x01 \x01(\fR\x06csrDer\"L\n" +
+	"\vRenewResult\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"$\n" +
+	"\x10ChainHashRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"1\n" +
+	"\tChainHash\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\tR\x04hash\"B\n" +
 	"\aRuleSet\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1d\n" +
 	"\n" +
@@ -984,7 +1423,9 @@ const file_tripwire_v1_ingest_proto_rawDesc = "" +
 	"ResendFrom\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq2V\n" +
 	"\rIngestService\x12E\n" +
-	"\x06Stream\x12\x1a.tripwire.v1.StreamRequest\x1a\x1b.tripwire.v1.StreamResponse(\x010\x01BCZAgithub.com/tripwire-project/tripwire/proto/tripwire/v1;tripwirev1b\x06proto3"
+	"\x06Stream\x12\x1a.tripwire.v1.StreamRequest\x1a\x1b.tripwire.v1.StreamResponse(\x010\x012R\n" +
+	"\rEnrollService\x12A\n" +
+	"\x06Enroll\x12\x1a.tripwire.v1.EnrollRequest\x1a\x1b.tripwire.v1.EnrollResponseBCZAgithub.com/tripwire-project/tripwire/proto/tripwire/v1;tripwirev1b\x06proto3"
 
 var (
 	file_tripwire_v1_ingest_proto_rawDescOnce sync.Once
@@ -998,44 +1439,56 @@ func file_tripwire_v1_ingest_proto_rawDescGZIP() []byte {
 	return file_tripwire_v1_ingest_proto_rawDescData
 }
 
-var file_tripwire_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_tripwire_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_tripwire_v1_ingest_proto_goTypes = []any{
-	(*StreamRequest)(nil),         // 0: tripwire.v1.StreamRequest
-	(*StreamResponse)(nil),        // 1: tripwire.v1.StreamResponse
-	(*Register)(nil),              // 2: tripwire.v1.Register
-	(*HostFacts)(nil),             // 3: tripwire.v1.HostFacts
-	(*WatcherStatus)(nil),         // 4: tripwire.v1.WatcherStatus
-	(*ChainHead)(nil),             // 5: tripwire.v1.ChainHead
-	(*EventBatch)(nil),            // 6: tripwire.v1.EventBatch
-	(*Heartbeat)(nil),             // 7: tripwire.v1.Heartbeat
-	(*Registered)(nil),            // 8: tripwire.v1.Registered
-	(*Ack)(nil),                   // 9: tripwire.v1.Ack
-	(*Command)(nil),               // 10: tripwire.v1.Command
-	(*RuleSet)(nil),               // 11: tripwire.v1.RuleSet
-	(*ResendFrom)(nil),            // 12: tripwire.v1.ResendFrom
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*EnrollRequest)(nil),         // 0: tripwire.v1.EnrollRequest
+	(*EnrollResponse)(nil),        // 1: tripwire.v1.EnrollResponse
+	(*StreamRequest)(nil),         // 2: tripwire.v1.StreamRequest
+	(*StreamResponse)(nil),        // 3: tripwire.v1.StreamResponse
+	(*Register)(nil),              // 4: tripwire.v1.Register
+	(*HostFacts)(nil),             // 5: tripwire.v1.HostFacts
+	(*WatcherStatus)(nil),         // 6: tripwire.v1.WatcherStatus
+	(*ChainHead)(nil),             // 7: tripwire.v1.ChainHead
+	(*EventBatch)(nil),            // 8: tripwire.v1.EventBatch
+	(*Heartbeat)(nil),             // 9: tripwire.v1.Heartbeat
+	(*Registered)(nil),            // 10: tripwire.v1.Registered
+	(*Ack)(nil),                   // 11: tripwire.v1.Ack
+	(*Command)(nil),               // 12: tripwire.v1.Command
+	(*RenewRequest)(nil),          // 13: tripwire.v1.RenewRequest
+	(*RenewResult)(nil),           // 14: tripwire.v1.RenewResult
+	(*ChainHashRequest)(nil),      // 15: tripwire.v1.ChainHashRequest
+	(*ChainHash)(nil),             // 16: tripwire.v1.ChainHash
+	(*RuleSet)(nil),               // 17: tripwire.v1.RuleSet
+	(*ResendFrom)(nil),            // 18: tripwire.v1.ResendFrom
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_tripwire_v1_ingest_proto_depIdxs = []int32{
-	2,  // 0: tripwire.v1.StreamRequest.register:type_name -> tripwire.v1.Register
-	6,  // 1: tripwire.v1.StreamRequest.batch:type_name -> tripwire.v1.EventBatch
-	7,  // 2: tripwire.v1.StreamRequest.heartbeat:type_name -> tripwire.v1.Heartbeat
-	8,  // 3: tripwire.v1.StreamResponse.registered:type_name -> tripwire.v1.Registered
-	9,  // 4: tripwire.v1.StreamResponse.ack:type_name -> tripwire.v1.Ack
-	10, // 5: tripwire.v1.StreamResponse.command:type_name -> tripwire.v1.Command
-	3,  // 6: tripwire.v1.Register.host:type_name -> tripwire.v1.HostFacts
-	5,  // 7: tripwire.v1.Register.head:type_name -> tripwire.v1.ChainHead
-	4,  // 8: tripwire.v1.HostFacts.watchers:type_name -> tripwire.v1.WatcherStatus
-	13, // 9: tripwire.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	5,  // 10: tripwire.v1.Heartbeat.head:type_name -> tripwire.v1.ChainHead
-	12, // 11: tripwire.v1.Command.resend_from:type_name -> tripwire.v1.ResendFrom
-	11, // 12: tripwire.v1.Command.rules:type_name -> tripwire.v1.RuleSet
-	0,  // 13: tripwire.v1.IngestService.Stream:input_type -> tripwire.v1.StreamRequest
-	1,  // 14: tripwire.v1.IngestService.Stream:output_type -> tripwire.v1.StreamResponse
-	14, // [14:15] is the sub-list for method output_type
-	13, // [13:14] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	4,  // 0: tripwire.v1.StreamRequest.register:type_name -> tripwire.v1.Register
+	8,  // 1: tripwire.v1.StreamRequest.batch:type_name -> tripwire.v1.EventBatch
+	9,  // 2: tripwire.v1.StreamRequest.heartbeat:type_name -> tripwire.v1.Heartbeat
+	13, // 3: tripwire.v1.StreamRequest.renew:type_name -> tripwire.v1.RenewRequest
+	16, // 4: tripwire.v1.StreamRequest.chain_hash:type_name -> tripwire.v1.ChainHash
+	10, // 5: tripwire.v1.StreamResponse.registered:type_name -> tripwire.v1.Registered
+	11, // 6: tripwire.v1.StreamResponse.ack:type_name -> tripwire.v1.Ack
+	12, // 7: tripwire.v1.StreamResponse.command:type_name -> tripwire.v1.Command
+	5,  // 8: tripwire.v1.Register.host:type_name -> tripwire.v1.HostFacts
+	7,  // 9: tripwire.v1.Register.head:type_name -> tripwire.v1.ChainHead
+	6,  // 10: tripwire.v1.HostFacts.watchers:type_name -> tripwire.v1.WatcherStatus
+	19, // 11: tripwire.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	7,  // 12: tripwire.v1.Heartbeat.head:type_name -> tripwire.v1.ChainHead
+	18, // 13: tripwire.v1.Command.resend_from:type_name -> tripwire.v1.ResendFrom
+	17, // 14: tripwire.v1.Command.rules:type_name -> tripwire.v1.RuleSet
+	14, // 15: tripwire.v1.Command.renewed:type_name -> tripwire.v1.RenewResult
+	15, // 16: tripwire.v1.Command.chain_hash:type_name -> tripwire.v1.ChainHashRequest
+	2,  // 17: tripwire.v1.IngestService.Stream:input_type -> tripwire.v1.StreamRequest
+	0,  // 18: tripwire.v1.EnrollService.Enroll:input_type -> tripwire.v1.EnrollRequest
+	3,  // 19: tripwire.v1.IngestService.Stream:output_type -> tripwire.v1.StreamResponse
+	1,  // 20: tripwire.v1.EnrollService.Enroll:output_type -> tripwire.v1.EnrollResponse
+	19, // [19:21] is the sub-list for method output_type
+	17, // [17:19] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tripwire_v1_ingest_proto_init() }
@@ -1043,19 +1496,23 @@ func file_tripwire_v1_ingest_proto_init() {
 	if File_tripwire_v1_ingest_proto != nil {
 		return
 	}
-	file_tripwire_v1_ingest_proto_msgTypes[0].OneofWrappers = []any{
+	file_tripwire_v1_ingest_proto_msgTypes[2].OneofWrappers = []any{
 		(*StreamRequest_Register)(nil),
 		(*StreamRequest_Batch)(nil),
 		(*StreamRequest_Heartbeat)(nil),
+		(*StreamRequest_Renew)(nil),
+		(*StreamRequest_ChainHash)(nil),
 	}
-	file_tripwire_v1_ingest_proto_msgTypes[1].OneofWrappers = []any{
+	file_tripwire_v1_ingest_proto_msgTypes[3].OneofWrappers = []any{
 		(*StreamResponse_Registered)(nil),
 		(*StreamResponse_Ack)(nil),
 		(*StreamResponse_Command)(nil),
 	}
-	file_tripwire_v1_ingest_proto_msgTypes[10].OneofWrappers = []any{
+	file_tripwire_v1_ingest_proto_msgTypes[12].OneofWrappers = []any{
 		(*Command_ResendFrom)(nil),
 		(*Command_Rules)(nil),
+		(*Command_Renewed)(nil),
+		(*Command_ChainHash)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1063,9 +1520,9 @@ func file_tripwire_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tripwire_v1_ingest_proto_rawDesc), len(file_tripwire_v1_ingest_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   19,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_tripwire_v1_ingest_proto_goTypes,
 		DependencyIndexes: file_tripwire_v1_ingest_proto_depIdxs,
