@@ -173,3 +173,30 @@ func finite(f float64) any {
 	}
 	return f
 }
+
+// MergeCounts sums two lists of count buckets in (time, key) order into one, in that
+// order: a backend that counts two kinds of alert in two places adds them up here.
+func MergeCounts(a, b []CountBucket) []CountBucket {
+	if len(b) == 0 {
+		return a
+	}
+	type bk struct {
+		t   int64
+		key string
+	}
+	sum := make(map[bk]uint64, len(a)+len(b))
+	for _, c := range append(slices.Clone(a), b...) {
+		sum[bk{c.Time.UnixNano(), c.Key}] += c.Count
+	}
+	out := make([]CountBucket, 0, len(sum))
+	for k, n := range sum {
+		out = append(out, CountBucket{Time: time.Unix(0, k.t).UTC(), Key: k.key, Count: n})
+	}
+	slices.SortFunc(out, func(x, y CountBucket) int {
+		if c := x.Time.Compare(y.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Key, y.Key)
+	})
+	return out
+}

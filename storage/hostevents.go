@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -8,22 +9,51 @@ import (
 	"github.com/google/uuid"
 )
 
-// NewHostEvent builds the event of a host changing status at t.
+// NewHostEvent builds the event of a host changing status at t; lastSeen is when it
+// was last heard from, which an OFFLINE event names.
 func NewHostEvent(hostID, hostname, kind string, t time.Time, lastSeen time.Time) HostEvent {
-	ev := HostEvent{EventID: uuid.NewString(), HostID: hostID, Hostname: hostname, Time: t.UTC(), Kind: kind}
+	// Host times are the collector's, kept to the microsecond by every store: an event
+	// on the live stream and the same event read back then carry the same time.
+	ev := HostEvent{EventID: uuid.NewString(), HostID: hostID, Hostname: hostname, Time: t.UTC().Truncate(time.Microsecond), Kind: kind}
 	switch kind {
 	case HostIntegrity:
 		ev.Severity = "CRITICAL"
-	case HostCertExpiry:
+	case HostCertExpiry, HostDegraded:
 		ev.Severity = "WARN"
 	case HostOffline:
 		ev.Severity = "CRITICAL"
 		ev.Message = fmt.Sprintf("host %s went silent: no heartbeat since %s", hostname, lastSeen.UTC().Format(time.RFC3339))
+	case HostRestored:
+		ev.Severity = "INFO"
+		ev.Message = fmt.Sprintf("every watcher of host %s runs in its best mode again", hostname)
 	default:
 		ev.Severity = "INFO"
 		ev.Message = fmt.Sprintf("host %s is back after being offline", hostname)
 	}
 	return ev
+}
+
+// HealthEvent builds the event of a host's watchers changing health: DEGRADED, naming
+// what degraded says is missing, or RESTORED when degraded is "".
+func HealthEvent(hostID, hostname, degraded string, t time.Time) HostEvent {
+	if degraded == "" {
+		return NewHostEvent(hostID, hostname, HostRestored, t, t)
+	}
+	ev := NewHostEvent(hostID, hostname, HostDegraded, t, t)
+	ev.Message = fmt.Sprintf("host %s runs degraded: %s (tripwire doctor on the host names the capability or kernel feature that would restore it)", hostname, degraded)
+	return ev
+}
+
+// HostStatus is the status a host shows: OFFLINE when the dead-man switch marked it so
+// (liveness, the stored status), else DEGRADED while a watcher is degraded, else ONLINE.
+func HostStatus(stored, degraded string) string {
+	switch {
+	case stored == HostOffline:
+		return HostOffline
+	case degraded != "":
+		return HostDegraded
+	}
+	return HostOnline
 }
 
 // HostEventLimit applies the default and cap of HostEvents' limit.
@@ -40,18 +70,41 @@ func HostEventLimit(limit int) int {
 // TypeHost is the tripwire type of the alerts the collector raises about hosts.
 const TypeHost = "HOST"
 
-// Alert is the event as the live stream carries it: tripwire type HOST, rule
-// "dead-man", "chain-integrity" or "certificate-expiry", the event as its detail.
-func (e HostEvent) Alert() Alert {
-	rule := map[string]string{HostIntegrity: "chain-integrity", HostCertExpiry: "certificate-expiry"}[e.Kind]
-	if rule == "" {
-		rule = "dead-man"
+// Rule is the rule name a host event's alert carries: "dead-man" (OFFLINE, ONLINE),
+// "chain-integrity", "certificate-expiry" or "watcher-health" (DEGRADED, RESTORED).
+func (e HostEvent) Rule() string {
+	switch e.Kind {
+	case HostIntegrity:
+		return "chain-integrity"
+	case HostCertExpiry:
+		return "certificate-expiry"
+	case HostDegraded, HostRestored:
+		return "watcher-health"
 	}
-	detail, _ := json.Marshal(map[string]string{"kind": e.Kind, "message": e.Message})
+	return "dead-man"
+}
+
+// Detail is a host event alert's event_detail: {"kind": …, "message": …}. Stores keep
+// these exact bytes, so the alert reads the same from the live stream and from the store.
+// Text is not HTML-escaped, so that a search for "<seq 7>" finds it.
+func (e HostEvent) Detail() RawJSON {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(struct {
+		Kind    string `json:"kind"`
+		Message string `json:"message"`
+	}{e.Kind, e.Message}) // two strings always encode
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// Alert is the event as an alert: tripwire type TypeHost, rule Rule, seq 0, the event as
+// its detail, and the event's id as the alert's.
+func (e HostEvent) Alert() Alert {
 	return Alert{
 		AlertID: e.EventID, Host: e.Hostname, HostID: e.HostID, Timestamp: e.Time,
-		TripwireType: TypeHost, RuleName: rule, Severity: e.Severity,
-		EventDetail: detail, TriageStatus: "open",
+		TripwireType: TypeHost, RuleName: e.Rule(), Severity: e.Severity,
+		EventDetail: e.Detail(), TriageStatus: TriageOpen,
 	}
 }
 

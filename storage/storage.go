@@ -76,7 +76,19 @@ type Store interface {
 	AddHostEvent(ctx context.Context, ev HostEvent) (added bool, err error)
 	// HostEvents returns the host events from from (inclusive) to to (exclusive; zero
 	// means no bound), newest first, at most limit (0: 100, capped at 1000).
+	//
+	// Every host event is also an alert (HostEvent.Alert): Alerts, AlertCounts and
+	// SetTriage see it from the moment MarkOffline, MarkOnline, AddHostEvent or
+	// SetHostHealth recorded it, with tripwire type TypeHost and seq 0.
 	HostEvents(ctx context.Context, from, to time.Time, limit int) ([]HostEvent, error)
+	// SetHostHealth records what the host's agent last said about its watchers: watchers
+	// as a JSON array of watcher statuses, degraded as "" when every watcher runs in its
+	// best mode, else a description of what is missing. When degraded changes from ""
+	// to something it records a HostDegraded event, and when it changes back a
+	// HostRestored one, returning it with changed true; otherwise it records nothing.
+	// The update is conditional, so of several collectors seeing one change, one records
+	// it. An unknown host is an error wrapping ErrNotFound.
+	SetHostHealth(ctx context.Context, hostID, watchers, degraded string, now time.Time) (ev HostEvent, changed bool, err error)
 
 	// Revoke records a certificate as revoked; revoking one already revoked keeps the
 	// first record.
@@ -105,14 +117,24 @@ type Host struct {
 	// (serial in lowercase hex).
 	CertSerial   string     `json:"cert_serial"`
 	CertNotAfter *time.Time `json:"cert_not_after"`
-	// Status is HostOnline, or HostOffline once the dead-man switch found it silent.
+	// Status is HostOffline once the dead-man switch found the host silent, else
+	// HostDegraded while Degraded is set, else HostOnline.
 	Status string `json:"status"`
+	// Degraded says which watchers run below their best mode, as the agent last
+	// reported ("" when none do).
+	Degraded string `json:"degraded,omitempty"`
 }
 
 // Host statuses, and the kinds of HostEvent.
 const (
 	HostOnline  = "ONLINE"
 	HostOffline = "OFFLINE"
+	// HostDegraded is a status and an event kind: some watcher of the host runs below its
+	// best mode (a fallback that sees less, or not at all).
+	HostDegraded = "DEGRADED"
+	// HostRestored is an event kind only: every watcher of a degraded host runs in its
+	// best mode again.
+	HostRestored = "RESTORED"
 	// HostIntegrity is an event kind only: the host's chain does not extend the one the
 	// collector holds (rewritten, truncated, replaced or forked).
 	HostIntegrity = "INTEGRITY"
@@ -125,8 +147,10 @@ const (
 const CertExpiryWarning = 30 * 24 * time.Hour
 
 // HostEvent is something the collector itself raises about a host: it went silent
-// (OFFLINE, CRITICAL), came back (ONLINE, INFO), or its chain failed to extend the
-// stored one (INTEGRITY, CRITICAL).
+// (OFFLINE, CRITICAL), came back (ONLINE, INFO), its chain failed to extend the stored
+// one (INTEGRITY, CRITICAL), its certificate nears expiry (CERT_EXPIRY, WARN), a watcher
+// fell back to a lesser mode (DEGRADED, WARN) or came back (RESTORED, INFO). Each is an
+// alert too (Alert), which analysts triage like any other.
 type HostEvent struct {
 	EventID  string    `json:"event_id"`
 	HostID   string    `json:"host_id"`
@@ -146,11 +170,14 @@ type RevokedCert struct {
 	Reason    string    `json:"reason"`
 }
 
-// Alert is an event entry of a chain: a tripwire that fired.
+// Alert is an event entry of a chain, a tripwire that fired, or an event the collector
+// raised about a host (tripwire type TypeHost; see HostEvent).
 type Alert struct {
 	AlertID      string    `json:"alert_id"`
 	Host         string    `json:"host"`
 	HostID       string    `json:"host_id"`
+	// Seq is the entry's seq in the host's chain; 0 for an alert the collector raised
+	// itself (tripwire type TypeHost), which no chain entry records.
 	Seq          uint64    `json:"seq"`
 	Timestamp    time.Time `json:"timestamp"`
 	TripwireType string    `json:"tripwire_type"`
@@ -197,7 +224,7 @@ type AuditEntry struct {
 // that many matches.
 type AlertFilter struct {
 	Host     string // host name or host id
-	Type     string // FILE, NETWORK or PROCESS
+	Type     string // FILE, NETWORK, PROCESS, or HOST for the collector's host events
 	Severity string
 	Rule     string // rule name
 	Status   string // triage status

@@ -114,7 +114,7 @@ type paramError struct {
 func (e *paramError) Error() string { return fmt.Sprintf("parameter %q: %s", e.param, e.msg) }
 
 var (
-	tripwireTypes = []string{"FILE", "NETWORK", "PROCESS"}
+	tripwireTypes = []string{"FILE", "NETWORK", "PROCESS", storage.TypeHost}
 	severities    = []string{"INFO", "WARN", "CRITICAL"}
 )
 

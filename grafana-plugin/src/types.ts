@@ -5,7 +5,7 @@ import { DataSourceJsonData, SelectableValue } from '@grafana/data';
 import { DataQuery } from '@grafana/schema';
 
 export type QueryType = 'alerts' | 'counts' | 'hosts' | 'audit' | 'sql';
-export type TripwireType = 'FILE' | 'NETWORK' | 'PROCESS' | '';
+export type TripwireType = 'FILE' | 'NETWORK' | 'PROCESS' | 'HOST' | '';
 export type Severity = 'INFO' | 'WARN' | 'CRITICAL' | '';
 export type TriageStatus = 'open' | 'acknowledged' | 'resolved' | '';
 export type GroupBy = 'type' | 'severity' | 'host' | 'rule';
@@ -75,6 +75,7 @@ export const TRIPWIRE_TYPE_OPTIONS: Array<SelectableValue<TripwireType>> = [
   { label: 'File', value: 'FILE' },
   { label: 'Network', value: 'NETWORK' },
   { label: 'Process', value: 'PROCESS' },
+  { label: 'Host (raised by the collector)', value: 'HOST' },
 ];
 
 export const SEVERITY_OPTIONS: Array<SelectableValue<Severity>> = [

@@ -55,7 +55,8 @@ func (s *Store) AlertCounts(ctx context.Context, f storage.CountFilter) ([]stora
 	return out, nil
 }
 
-// SetTriage records the triage of an event entry's alert and returns the alert.
+// SetTriage records the triage of an alert (an event entry's or a host event's) and
+// returns the alert.
 func (s *Store) SetTriage(ctx context.Context, alertID, status, by, note string) (storage.Alert, error) {
 	if err := storage.ValidateTriage(status, by, note); err != nil {
 		return storage.Alert{}, fmt.Errorf("triaging alert %q: %w", alertID, err)
@@ -66,7 +67,7 @@ func (s *Store) SetTriage(ctx context.Context, alertID, status, by, note string)
 	defer s.unlockWrite()
 	// The alert must exist: an unknown or malformed id is not found.
 	res, err := s.db.ExecContext(ctx, `INSERT INTO triage (alert_id, status, status_by, status_at, note)
-		SELECT alert_id, ?, ?, now(), ? FROM entries WHERE alert_id = TRY_CAST(? AS UUID)
+		SELECT alert_id, ?, ?, now(), ? FROM alert_rows WHERE alert_id = TRY_CAST(? AS UUID)
 		ON CONFLICT (alert_id) DO UPDATE SET status = excluded.status, status_by = excluded.status_by,
 			status_at = excluded.status_at, note = excluded.note`, status, by, note, alertID)
 	if err != nil {

@@ -83,9 +83,10 @@ func (s *Store) MarkOnline(ctx context.Context, hostID string, now time.Time) (s
 	return ev, ok, nil
 }
 
+// insertHostEvent records ev, which is an alert too (through the alert_rows view).
 func insertHostEvent(ctx context.Context, tx *sql.Tx, ev storage.HostEvent) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO host_events (event_id, host_id, hostname, ts, kind, severity, message)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, ev.EventID, ev.HostID, ev.Hostname, ev.Time.UTC(), ev.Kind, ev.Severity, ev.Message)
+	_, err := tx.ExecContext(ctx, `INSERT INTO host_events (event_id, host_id, hostname, ts, kind, severity, message, rule_name, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ev.EventID, ev.HostID, ev.Hostname, ev.Time.UTC(), ev.Kind, ev.Severity, ev.Message, ev.Rule(), string(ev.Detail()))
 	return err
 }
 
@@ -121,11 +122,47 @@ func (s *Store) AddHostEvent(ctx context.Context, ev storage.HostEvent) (bool, e
 		return false, fmt.Errorf("recording host event: waiting for the writer: %w", err)
 	}
 	defer s.unlockWrite()
-	res, err := s.db.ExecContext(ctx, `INSERT INTO host_events (event_id, host_id, hostname, ts, kind, severity, message)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`, ev.EventID, ev.HostID, ev.Hostname, ev.Time.UTC(), ev.Kind, ev.Severity, ev.Message)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO host_events (event_id, host_id, hostname, ts, kind, severity, message, rule_name, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+		ev.EventID, ev.HostID, ev.Hostname, ev.Time.UTC(), ev.Kind, ev.Severity, ev.Message, ev.Rule(), string(ev.Detail()))
 	if err != nil {
 		return false, fmt.Errorf("recording host event: %w", err)
 	}
 	n, err := res.RowsAffected()
 	return n > 0, err
+}
+
+// SetHostHealth records the host's watchers and what is degraded, raising DEGRADED or
+// RESTORED when degraded turns on or off.
+func (s *Store) SetHostHealth(ctx context.Context, hostID, watchers, degraded string, now time.Time) (storage.HostEvent, bool, error) {
+	if err := s.lockWrite(ctx); err != nil {
+		return storage.HostEvent{}, false, fmt.Errorf("recording health of host %q: waiting for the writer: %w", hostID, err)
+	}
+	defer s.unlockWrite()
+	var (
+		ev      storage.HostEvent
+		changed bool
+	)
+	err := s.inSQLTx(ctx, func(tx *sql.Tx) error {
+		var name, was string
+		err := tx.QueryRowContext(ctx, `SELECT hostname, COALESCE(degraded, '') FROM hosts WHERE host_id = ?`, hostID).Scan(&name, &was)
+		if err == sql.ErrNoRows {
+			return storage.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE hosts SET watchers = ?, degraded = ? WHERE host_id = ?`, watchers, degraded, hostID); err != nil {
+			return err
+		}
+		if (was == "") == (degraded == "") {
+			return nil
+		}
+		ev, changed = storage.HealthEvent(hostID, name, degraded, now), true
+		return insertHostEvent(ctx, tx, ev)
+	})
+	if err != nil {
+		return storage.HostEvent{}, false, fmt.Errorf("recording health of host %q: %w", hostID, err)
+	}
+	return ev, changed, nil
 }

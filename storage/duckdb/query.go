@@ -76,7 +76,8 @@ func (s *Store) TouchHost(ctx context.Context, hostID string, t time.Time) error
 func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT h.host_id, h.hostname, h.os, h.arch, h.kernel,
 			h.agent_version, h.protocol_version, h.watchers, h.first_seen, h.last_seen,
-			COALESCE(c.head_seq, 0), COALESCE(h.cert_serial, ''), h.cert_not_after, COALESCE(h.status, 'ONLINE')
+			COALESCE(c.head_seq, 0), COALESCE(h.cert_serial, ''), h.cert_not_after, COALESCE(h.status, 'ONLINE'),
+			COALESCE(h.degraded, '')
 		FROM hosts AS h LEFT JOIN chain_heads AS c ON c.host_id = h.host_id
 		ORDER BY h.hostname, h.host_id`)
 	if err != nil {
@@ -87,10 +88,11 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	for rows.Next() {
 		var h storage.Host
 		if err := rows.Scan(&h.HostID, &h.Hostname, &h.OS, &h.Arch, &h.Kernel, &h.AgentVersion,
-			&h.ProtocolVersion, &h.Watchers, &h.FirstSeen, &h.LastSeen, &h.HeadSeq, &h.CertSerial, &h.CertNotAfter, &h.Status); err != nil {
+			&h.ProtocolVersion, &h.Watchers, &h.FirstSeen, &h.LastSeen, &h.HeadSeq, &h.CertSerial, &h.CertNotAfter, &h.Status, &h.Degraded); err != nil {
 			return nil, fmt.Errorf("listing hosts: %w", err)
 		}
 		h.FirstSeen, h.LastSeen, h.CertNotAfter = h.FirstSeen.UTC(), h.LastSeen.UTC(), storage.UTCPtr(h.CertNotAfter)
+		h.Status = storage.HostStatus(h.Status, h.Degraded)
 		hosts = append(hosts, h)
 	}
 	if err := rows.Err(); err != nil {
@@ -99,8 +101,9 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	return hosts, nil
 }
 
-// Alerts returns the event entries matching f, newest first (event time, then seq, then
-// host id, all descending), each with its triage state.
+// Alerts returns the alerts matching f — event entries and host events — newest first
+// (event time, then seq with a host event's NULL first, then host id, all descending,
+// as PostgreSQL orders them), each with its triage state.
 //
 // EventDetail is cut from the stored payload in Go rather than with DuckDB's
 // json_extract, which re-serialises (it decodes escapes such as \u003c that Go's encoder
@@ -110,7 +113,7 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 	w := alertWhere(f)
 	limit, offset := page(f.Limit, f.Offset)
 	rows, err := s.db.QueryContext(ctx, alertSelect+w.sql()+`
-		ORDER BY e.ts DESC, e.seq DESC, e.host_id DESC
+		ORDER BY e.ts DESC, e.seq DESC NULLS FIRST, e.host_id DESC
 		LIMIT ? OFFSET ?`, append(w.args, limit, offset)...)
 	if err != nil {
 		return nil, fmt.Errorf("querying alerts: %w", err)
@@ -130,16 +133,17 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 	return alerts, nil
 }
 
-// alertSelect reads the columns scanAlert takes, from entries AS e joined to hosts AS h
-// and triage AS t.
+// alertSelect reads the columns scanAlert takes, from alert_rows AS e joined to hosts AS
+// h and triage AS t.
 const alertSelect = `SELECT COALESCE(e.alert_id::VARCHAR, ''), COALESCE(h.hostname, ''),
-		e.host_id, e.seq, e.ts, COALESCE(e.tripwire_type, ''), COALESCE(e.rule_name, ''),
-		COALESCE(e.severity, ''), e.payload,
+		e.host_id, COALESCE(e.seq, 0), e.ts, COALESCE(e.tripwire_type, ''), COALESCE(e.rule_name, ''),
+		COALESCE(e.severity, ''), COALESCE(e.payload, ''), e.detail,
 		COALESCE(t.status, 'open'), COALESCE(t.status_by, ''), t.status_at, COALESCE(t.note, '')
 	` + alertFrom
 
-// alertFrom joins entries AS e to hosts AS h and triage AS t.
-const alertFrom = `FROM entries AS e
+// alertFrom joins alert_rows AS e (the view of every alert: event entries and host
+// events; sql/duckdb/0005_host_alerts_health.sql) to hosts AS h and triage AS t.
+const alertFrom = `FROM alert_rows AS e
 	LEFT JOIN hosts AS h ON h.host_id = e.host_id
 	LEFT JOIN triage AS t ON t.alert_id = e.alert_id
 	`
@@ -147,9 +151,10 @@ const alertFrom = `FROM entries AS e
 func (s *Store) scanAlert(rows interface{ Scan(...any) error }) (storage.Alert, error) {
 	var a storage.Alert
 	var payload string
+	var detail sql.NullString
 	var at sql.NullTime
 	if err := rows.Scan(&a.AlertID, &a.Host, &a.HostID, &a.Seq, &a.Timestamp, &a.TripwireType,
-		&a.RuleName, &a.Severity, &payload, &a.TriageStatus, &a.TriageBy, &at, &a.TriageNote); err != nil {
+		&a.RuleName, &a.Severity, &payload, &detail, &a.TriageStatus, &a.TriageBy, &at, &a.TriageNote); err != nil {
 		return storage.Alert{}, err
 	}
 	a.Timestamp = a.Timestamp.UTC()
@@ -157,14 +162,17 @@ func (s *Store) scanAlert(rows interface{ Scan(...any) error }) (storage.Alert, 
 		t := at.Time.UTC()
 		a.TriageAt = &t
 	}
-	a.EventDetail = s.eventDetail(a.HostID, a.Seq, payload)
+	if detail.Valid {
+		a.EventDetail = storage.RawJSON(detail.String) // a host event's, as the collector wrote it
+	} else {
+		a.EventDetail = s.eventDetail(a.HostID, a.Seq, payload)
+	}
 	return a, nil
 }
 
-// alertWhere selects the event entries matching f.
+// alertWhere selects the alerts of alert_rows matching f.
 func alertWhere(f storage.AlertFilter) where {
 	var w where
-	w.add("e.kind = 'event'")
 	w.host(f.Host)
 	if f.Type != "" {
 		w.add("e.tripwire_type = ?", f.Type)
@@ -179,10 +187,10 @@ func alertWhere(f storage.AlertFilter) where {
 		w.add("COALESCE(t.status, 'open') = ?", f.Status)
 	}
 	if f.Text != "" {
-		// The event member as JSON text, as json_extract writes it; a payload that is not
-		// JSON has none.
-		w.add(`contains(lower(json_extract(CASE WHEN json_valid(e.payload) THEN e.payload END, '$.event')::VARCHAR),
-			lower(?))`, f.Text)
+		// The event member as JSON text, as json_extract writes it (a payload that is not
+		// JSON has none), or a host event's detail.
+		w.add(`contains(lower(COALESCE(e.detail,
+			json_extract(CASE WHEN json_valid(e.payload) THEN e.payload END, '$.event')::VARCHAR)), lower(?))`, f.Text)
 	}
 	w.timeRange(f.From, f.To)
 	return w

@@ -131,10 +131,12 @@ func (s *Store) textKeys(ctx context.Context, f storage.AlertFilter) (textMatche
 	return m, nil
 }
 
-// AlertCounts counts the alerts matching f in ClickHouse, per interval and key, grouped
-// there. Copies of an entry (a resend stored twice before a merge) count once. A Status
-// filter names to ClickHouse the alerts in the range that PostgreSQL has triaged (the
-// few that are not open); with GroupByHost the key is the host's name from PostgreSQL.
+// AlertCounts counts the alerts matching f per interval and key: those of event entries
+// in ClickHouse, grouped there, and those of host events in PostgreSQL, which holds
+// them (hostEventCounts); the two are summed per bucket and key. Copies of an entry (a
+// resend stored twice before a merge) count once. A Status filter names to ClickHouse
+// the alerts in the range that PostgreSQL has triaged (the few that are not open); with
+// GroupByHost the key is the host's name from PostgreSQL.
 func (s *Store) AlertCounts(ctx context.Context, f storage.CountFilter) ([]storage.CountBucket, error) {
 	if err := storage.ValidateCountFilter(f); err != nil {
 		return nil, err
@@ -188,10 +190,59 @@ func (s *Store) AlertCounts(ctx context.Context, f storage.CountFilter) ([]stora
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("counting alerts in ClickHouse: %w", err)
 	}
+	hostCounts, err := s.hostEventCounts(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("counting alerts: %w", err)
+	}
+	out = storage.MergeCounts(out, hostCounts)
 	if len(out) > storage.MaxCountBuckets {
 		return nil, fmt.Errorf("counting alerts: %w: more than %d buckets", storage.ErrTooManyBuckets, storage.MaxCountBuckets)
 	}
 	return out, nil
+}
+
+// hostEventCounts counts the host events' alerts (seq NULL in the alert index) matching
+// f, per interval and key, in PostgreSQL.
+func (s *Store) hostEventCounts(ctx context.Context, f storage.CountFilter) ([]storage.CountBucket, error) {
+	if f.Alert.Type != "" && f.Alert.Type != storage.TypeHost {
+		return nil, nil // only TypeHost alerts are host events
+	}
+	var w where
+	w.add("a.seq IS NULL")
+	w.host("a", f.Alert.Host)
+	for _, c := range [...]struct{ col, v string }{{"a.tripwire_type", f.Alert.Type}, {"a.severity", f.Alert.Severity}, {"a.rule_name", f.Alert.Rule}, {"a.status", f.Alert.Status}} {
+		if c.v != "" {
+			w.add(c.col+" = $?", c.v)
+		}
+	}
+	w.timeRange("a", f.Alert.From, f.Alert.To)
+	if f.Alert.Text != "" {
+		w.add("strpos(lower(he.detail), lower($?)) > 0", f.Alert.Text)
+	}
+	key := map[string]string{
+		storage.GroupByType:     "COALESCE(a.tripwire_type, '')",
+		storage.GroupBySeverity: "COALESCE(a.severity, '')",
+		storage.GroupByHost:     "COALESCE(h.hostname, a.host_id)",
+		storage.GroupByRule:     "COALESCE(a.rule_name, '')",
+	}[f.GroupBy]
+	step := f.Interval.Nanoseconds()
+	w.args = append(w.args, step)
+	stepArg := "$" + strconv.Itoa(len(w.args)) + "::bigint"
+	rows, err := s.pg.Query(ctx, `SELECT a.ts_ns - ((a.ts_ns % `+stepArg+`) + `+stepArg+`) % `+stepArg+` AS bucket, `+key+` AS key, count(*)
+		FROM alerts AS a
+		LEFT JOIN host_events AS he ON he.event_id = a.alert_id::text
+		LEFT JOIN hosts AS h ON h.host_id = a.host_id
+		`+w.sql()+` GROUP BY 1, 2`, w.args...)
+	if err != nil {
+		return nil, fmt.Errorf("counting host events: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.CountBucket, error) {
+		var b storage.CountBucket
+		var ns, n int64
+		err := row.Scan(&ns, &b.Key, &n)
+		b.Time, b.Count = time.Unix(0, ns).UTC(), uint64(n)
+		return b, err
+	})
 }
 
 // statusClause returns the ClickHouse condition keeping the alerts of f.Status: those
@@ -199,6 +250,7 @@ func (s *Store) AlertCounts(ctx context.Context, f storage.CountFilter) ([]stora
 func (s *Store) statusClause(ctx context.Context, f storage.AlertFilter) (string, error) {
 	var w where
 	w.add("a.status <> 'open'")
+	w.add("a.seq IS NOT NULL") // host events are counted in PostgreSQL (hostEventCounts)
 	w.timeRange("a", f.From, f.To)
 	rows, err := s.pg.Query(ctx, "SELECT a.host_id, a.seq, a.status FROM alerts AS a "+w.sql()+
 		" LIMIT "+strconv.Itoa(maxTriaged+1), w.args...)

@@ -72,10 +72,26 @@ func (s *Store) MarkOnline(ctx context.Context, hostID string, now time.Time) (s
 	return ev, ok, nil
 }
 
+// insertHostEvent records ev, and its alert in the alert index.
 func insertHostEvent(ctx context.Context, tx pgx.Tx, ev storage.HostEvent) error {
-	_, err := tx.Exec(ctx, `INSERT INTO host_events (event_id, host_id, hostname, ts, kind, severity, message)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, ev.EventID, ev.HostID, ev.Hostname, ev.Time.UTC(), ev.Kind, ev.Severity, ev.Message)
+	_, err := addHostEvent(ctx, tx, ev)
 	return err
+}
+
+// addHostEvent records ev and its alert unless an event with its id is recorded
+// already; added says whether it was.
+func addHostEvent(ctx context.Context, tx pgx.Tx, ev storage.HostEvent) (added bool, err error) {
+	tag, err := tx.Exec(ctx, `INSERT INTO host_events (event_id, host_id, hostname, ts, kind, severity, message, rule_name, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING`,
+		ev.EventID, ev.HostID, ev.Hostname, ev.Time.UTC(), ev.Kind, ev.Severity, ev.Message, ev.Rule(), string(ev.Detail()))
+	if err != nil || tag.RowsAffected() == 0 {
+		return false, err
+	}
+	// The alert of a host event has no chain entry: seq is NULL.
+	_, err = tx.Exec(ctx, `INSERT INTO alerts (alert_id, host_id, seq, ts_ns, received_at, tripwire_type, rule_name, severity)
+		VALUES ($1, $2, NULL, $3, now(), $4, $5, $6) ON CONFLICT (alert_id) DO NOTHING`,
+		ev.EventID, ev.HostID, ev.Time.UnixNano(), storage.TypeHost, ev.Rule(), ev.Severity)
+	return err == nil, err
 }
 
 // HostEvents returns host events in [from, to), newest first.
@@ -104,12 +120,49 @@ func (s *Store) HostEvents(ctx context.Context, from, to time.Time, limit int) (
 	return out, rows.Err()
 }
 
-// AddHostEvent records an event the collector raised about a host, once per id.
+// AddHostEvent records an event the collector raised about a host, and its alert, once
+// per id.
 func (s *Store) AddHostEvent(ctx context.Context, ev storage.HostEvent) (bool, error) {
-	tag, err := s.pg.Exec(ctx, `INSERT INTO host_events (event_id, host_id, hostname, ts, kind, severity, message)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING`, ev.EventID, ev.HostID, ev.Hostname, ev.Time.UTC(), ev.Kind, ev.Severity, ev.Message)
+	var added bool
+	err := pgx.BeginFunc(ctx, s.pg, func(tx pgx.Tx) error {
+		var err error
+		added, err = addHostEvent(ctx, tx, ev)
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("recording host event: %w", err)
 	}
-	return tag.RowsAffected() > 0, nil
+	return added, nil
+}
+
+// SetHostHealth records the host's watchers and what is degraded, raising DEGRADED or
+// RESTORED when degraded turns on or off. The row is locked for the transaction, so
+// that of several collectors seeing one change, one raises it.
+func (s *Store) SetHostHealth(ctx context.Context, hostID, watchers, degraded string, now time.Time) (storage.HostEvent, bool, error) {
+	var (
+		ev      storage.HostEvent
+		changed bool
+	)
+	err := pgx.BeginFunc(ctx, s.pg, func(tx pgx.Tx) error {
+		var name, was string
+		err := tx.QueryRow(ctx, `SELECT hostname, degraded FROM hosts WHERE host_id = $1 FOR UPDATE`, hostID).Scan(&name, &was)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return storage.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE hosts SET watchers = $2, degraded = $3 WHERE host_id = $1`, hostID, watchers, degraded); err != nil {
+			return err
+		}
+		if (was == "") == (degraded == "") {
+			return nil
+		}
+		ev, changed = storage.HealthEvent(hostID, name, degraded, now), true
+		return insertHostEvent(ctx, tx, ev)
+	})
+	if err != nil {
+		return storage.HostEvent{}, false, fmt.Errorf("recording health of host %q: %w", hostID, err)
+	}
+	return ev, changed, nil
 }

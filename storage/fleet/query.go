@@ -80,7 +80,7 @@ func (s *Store) Head(ctx context.Context, hostID string) (uint64, string, error)
 func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	rows, err := s.pg.Query(ctx, `SELECT h.host_id, h.hostname, h.os, h.arch, h.kernel,
 			h.agent_version, h.protocol_version, h.watchers, h.first_seen, h.last_seen,
-			COALESCE(c.head_seq, 0), h.cert_serial, h.cert_not_after, h.status
+			COALESCE(c.head_seq, 0), h.cert_serial, h.cert_not_after, h.status, h.degraded
 		FROM hosts AS h LEFT JOIN chain_heads AS c ON c.host_id = h.host_id
 		ORDER BY h.hostname, h.host_id`)
 	if err != nil {
@@ -92,11 +92,12 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 		var h storage.Host
 		var proto, head int64
 		if err := rows.Scan(&h.HostID, &h.Hostname, &h.OS, &h.Arch, &h.Kernel, &h.AgentVersion,
-			&proto, &h.Watchers, &h.FirstSeen, &h.LastSeen, &head, &h.CertSerial, &h.CertNotAfter, &h.Status); err != nil {
+			&proto, &h.Watchers, &h.FirstSeen, &h.LastSeen, &head, &h.CertSerial, &h.CertNotAfter, &h.Status, &h.Degraded); err != nil {
 			return nil, fmt.Errorf("listing hosts: %w", err)
 		}
 		h.ProtocolVersion, h.HeadSeq = uint32(proto), uint64(head)
 		h.FirstSeen, h.LastSeen, h.CertNotAfter = h.FirstSeen.UTC(), h.LastSeen.UTC(), storage.UTCPtr(h.CertNotAfter)
+		h.Status = storage.HostStatus(h.Status, h.Degraded)
 		hosts = append(hosts, h)
 	}
 	if err := rows.Err(); err != nil {
@@ -106,10 +107,12 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 }
 
 // Alerts returns the alerts matching f, newest first (event time, then seq, then host
-// id, all descending), with their triage state. PostgreSQL's alert index selects and
-// pages them; the payloads come from ClickHouse, and EventDetail is the text of the
-// payload's "event" member, exactly as the agent hashed it. A Text filter is matched in
-// ClickHouse first (textKeys), and PostgreSQL then selects among the entries it found.
+// id, all descending; a host event's NULL seq sorts first), with their triage state.
+// PostgreSQL's alert index selects and pages them; the payloads of event entries come
+// from ClickHouse, and EventDetail is the text of the payload's "event" member, exactly
+// as the agent hashed it; a host event's detail is host_events.detail. A Text filter is
+// matched in ClickHouse first (textKeys), and PostgreSQL then selects among the entries
+// it found, and among the host events whose detail holds the text.
 func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Alert, error) {
 	var w where
 	w.host("a", f.Host)
@@ -131,8 +134,8 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 		if err != nil {
 			return nil, fmt.Errorf("querying alerts: %w", err)
 		}
-		w.add("(a.host_id, a.seq, c.hash) IN (SELECT * FROM unnest($?::text[], $?::bigint[], $?::text[]))",
-			keys.hostIDs, keys.seqs, keys.hashes)
+		w.add("((a.host_id, a.seq, c.hash) IN (SELECT * FROM unnest($?::text[], $?::bigint[], $?::text[])) OR strpos(lower(he.detail), lower($?)) > 0)",
+			keys.hostIDs, keys.seqs, keys.hashes, f.Text)
 	}
 	limit, offset := page(f.Limit, f.Offset)
 	alerts, err := s.alerts(ctx, w.sql()+`
@@ -145,13 +148,15 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 }
 
 // alerts reads the alerts the query's tail (WHERE, ORDER BY, LIMIT over alerts AS a,
-// chain_entries AS c and hosts AS h) selects, with their event details from ClickHouse.
+// chain_entries AS c, host_events AS he and hosts AS h) selects, with the event details
+// of event entries from ClickHouse.
 func (s *Store) alerts(ctx context.Context, tail string, args ...any) ([]storage.Alert, error) {
-	rows, err := s.pg.Query(ctx, `SELECT a.alert_id::text, COALESCE(h.hostname, ''), a.host_id, a.seq, a.ts_ns,
-			COALESCE(a.tripwire_type, ''), COALESCE(a.rule_name, ''), COALESCE(a.severity, ''), c.hash,
+	rows, err := s.pg.Query(ctx, `SELECT a.alert_id::text, COALESCE(h.hostname, he.hostname, ''), a.host_id, a.seq, a.ts_ns,
+			COALESCE(a.tripwire_type, ''), COALESCE(a.rule_name, ''), COALESCE(a.severity, ''), c.hash, he.detail,
 			a.status, COALESCE(a.status_by, ''), a.status_at, COALESCE(a.status_note, '')
 		FROM alerts AS a
-		JOIN chain_entries AS c ON c.host_id = a.host_id AND c.seq = a.seq
+		LEFT JOIN chain_entries AS c ON c.host_id = a.host_id AND c.seq = a.seq
+		LEFT JOIN host_events AS he ON a.seq IS NULL AND he.event_id = a.alert_id::text
 		LEFT JOIN hosts AS h ON h.host_id = a.host_id
 		`+tail, args...)
 	if err != nil {
@@ -159,21 +164,30 @@ func (s *Store) alerts(ctx context.Context, tail string, args ...any) ([]storage
 	}
 	var alerts []storage.Alert
 	var keys []entryKey
+	var fromHistory []int // indexes into alerts of the event entries, in keys' order
 	for rows.Next() {
 		var a storage.Alert
-		var seq, ns int64
-		var hash string
-		if err := rows.Scan(&a.AlertID, &a.Host, &a.HostID, &seq, &ns, &a.TripwireType, &a.RuleName, &a.Severity, &hash,
+		var seq *int64
+		var ns int64
+		var hash, detail *string
+		if err := rows.Scan(&a.AlertID, &a.Host, &a.HostID, &seq, &ns, &a.TripwireType, &a.RuleName, &a.Severity, &hash, &detail,
 			&a.TriageStatus, &a.TriageBy, &a.TriageAt, &a.TriageNote); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		a.Seq, a.Timestamp = uint64(seq), time.Unix(0, ns).UTC()
+		a.Timestamp = time.Unix(0, ns).UTC()
 		if a.TriageAt != nil {
 			*a.TriageAt = a.TriageAt.UTC()
 		}
+		switch {
+		case seq != nil && hash != nil:
+			a.Seq = uint64(*seq)
+			fromHistory = append(fromHistory, len(alerts))
+			keys = append(keys, entryKey{hostID: a.HostID, seq: a.Seq, hash: *hash, ts: ns})
+		case detail != nil:
+			a.EventDetail = storage.RawJSON(*detail) // a host event's, as the collector wrote it
+		}
 		alerts = append(alerts, a)
-		keys = append(keys, entryKey{hostID: a.HostID, seq: a.Seq, hash: hash, ts: ns})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -183,8 +197,8 @@ func (s *Store) alerts(ctx context.Context, tail string, args ...any) ([]storage
 	if err != nil {
 		return nil, err
 	}
-	for i := range alerts {
-		alerts[i].EventDetail = s.eventDetail(alerts[i].HostID, alerts[i].Seq, texts[i].payload)
+	for k, i := range fromHistory {
+		alerts[i].EventDetail = s.eventDetail(alerts[i].HostID, alerts[i].Seq, texts[k].payload)
 	}
 	return alerts, nil
 }

@@ -13,6 +13,8 @@ import (
 // end at or before cutoff, the whole month at a time (ClickHouse 18.16 has no TTL; a
 // dropped partition costs no rewrite). It returns the months dropped, as YYYYMM.
 //
+// Host events of those months, and their alerts, go too.
+//
 // PostgreSQL's index rows of those months go first, in one transaction, and then
 // ClickHouse's partitions: the other order would leave the index naming entries whose
 // history is gone, which reads report as MissingHistoryError. If dropping a partition
@@ -29,8 +31,9 @@ func (s *Store) DropMonthsBefore(ctx context.Context, cutoff time.Time) ([]uint3
 		keep = storage.MaxTime
 	}
 	keepMonth := uint32(keep.Year()*100 + int(keep.Month()))
-	if _, err := s.pg.Exec(ctx, `WITH gone AS (DELETE FROM alerts WHERE ts_ns < $1)
-		DELETE FROM chain_entries WHERE ts_ns < $1`, keep.UnixNano()); err != nil {
+	if _, err := s.pg.Exec(ctx, `WITH gone AS (DELETE FROM alerts WHERE ts_ns < $1),
+			events AS (DELETE FROM host_events WHERE ts < $2)
+		DELETE FROM chain_entries WHERE ts_ns < $1`, keep.UnixNano(), keep); err != nil {
 		return nil, fmt.Errorf("dropping entries before %s from PostgreSQL: %w", keep.Format("2006-01"), err)
 	}
 	rows, err := s.ch.Query(ctx, `SELECT DISTINCT partition FROM system.parts

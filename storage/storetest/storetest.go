@@ -68,6 +68,8 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Rules/PutAndList", testRules},
 		{"Hosts/CertsAndRevocation", testCertsAndRevocation},
 		{"Hosts/DeadMan", testDeadMan},
+		{"Hosts/EventAlerts", testHostEventAlerts},
+		{"Hosts/Health", testHostHealth},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

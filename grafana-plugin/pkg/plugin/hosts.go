@@ -10,7 +10,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 )
 
-// apiHost is a host as GET /api/v1/hosts sends it. Status (e.g. ONLINE, OFFLINE) is nil
+// apiHost is a host as GET /api/v1/hosts sends it. Status (ONLINE, DEGRADED, OFFLINE) is nil
 // from collectors that do not report one.
 type apiHost struct {
 	HostID       string    `json:"host_id"`
@@ -37,13 +37,17 @@ func (d *Datasource) fetchHosts(ctx context.Context) ([]apiHost, error) {
 	return body.Hosts, nil
 }
 
-// sortHosts puts OFFLINE hosts first, then the rest by name.
+// sortHosts puts OFFLINE hosts first, then DEGRADED ones, then the rest, each by name.
 func sortHosts(hosts []apiHost) {
 	offline := func(h apiHost) int {
-		if h.Status != nil && *h.Status == "OFFLINE" {
+		switch {
+		case h.Status == nil:
+		case *h.Status == "OFFLINE":
 			return 0
+		case *h.Status == "DEGRADED":
+			return 1
 		}
-		return 1
+		return 2
 	}
 	slices.SortStableFunc(hosts, func(a, b apiHost) int {
 		return cmp.Or(cmp.Compare(offline(a), offline(b)), cmp.Compare(a.Hostname, b.Hostname))

@@ -50,7 +50,7 @@ func (e *QueryError) Error() string { return fmt.Sprintf("query field %q: %s", e
 
 var (
 	queryTypes    = []string{QueryAlerts, QueryCounts, QueryHosts, QueryAudit, QuerySQL, QueryRules}
-	tripwireTypes = []string{"FILE", "NETWORK", "PROCESS"}
+	tripwireTypes = []string{"FILE", "NETWORK", "PROCESS", "HOST"} // HOST: what the collector raises about hosts
 	severities    = []string{"INFO", "WARN", "CRITICAL"}
 	statuses      = []string{"open", "acknowledged", "resolved"}
 	groupBys      = []string{"type", "severity", "host", "rule"}
