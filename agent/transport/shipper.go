@@ -358,6 +358,7 @@ func (s *Shipper) sendLoop(ctx context.Context, stream tripwirev1.IngestService_
 			seq, hash := s.chain.Head()
 			if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Heartbeat{Heartbeat: &tripwirev1.Heartbeat{
 				Time: timestamppb.Now(), Head: &tripwirev1.ChainHead{Seq: seq, Hash: hash}, QueueDepth: seq - min(s.chain.Acked(), seq),
+				Watchers: s.opts.Watchers(),
 			}}}); err != nil {
 				return fmt.Errorf("sending heartbeat: %w", err)
 			}

@@ -124,6 +124,8 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		return status.Errorf(codes.Unavailable, "storing host registration: %v", err)
 	}
 	s.markOnline(ctx, hostID, log)
+	var hh health
+	hh.record(ctx, s, hostID, reg.GetHost().GetWatchers(), log)
 	head, headHash, err := s.store.Head(ctx, hostID)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "reading chain head: %v", err)
@@ -193,6 +195,9 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 				return status.Errorf(codes.Unavailable, "recording heartbeat: %v", err)
 			}
 			s.markOnline(ctx, hostID, log)
+			if ws := m.Heartbeat.GetWatchers(); len(ws) > 0 {
+				hh.record(ctx, s, hostID, ws, log)
+			}
 		case *tripwirev1.StreamRequest_Register:
 			return status.Error(codes.FailedPrecondition, "Register sent twice on one stream")
 		default:

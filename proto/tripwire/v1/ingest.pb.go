@@ -735,7 +735,10 @@ type Heartbeat struct {
 	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
 	Head  *ChainHead             `protobuf:"bytes,2,opt,name=head,proto3" json:"head,omitempty"`
 	// Entries written to the chain but not yet acked.
-	QueueDepth    uint64 `protobuf:"varint,3,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`
+	QueueDepth uint64 `protobuf:"varint,3,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`
+	// How each watcher runs now (modes change when rules change or a kernel feature
+	// fails): the collector marks the host DEGRADED while any reports a degraded_reason.
+	Watchers      []*WatcherStatus `protobuf:"bytes,4,rep,name=watchers,proto3" json:"watchers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -789,6 +792,13 @@ func (x *Heartbeat) GetQueueDepth() uint64 {
 		return x.QueueDepth
 	}
 	return 0
+}
+
+func (x *Heartbeat) GetWatchers() []*WatcherStatus {
+	if x != nil {
+		return x.Watchers
+	}
+	return nil
 }
 
 // Registered accepts a session.
@@ -1383,12 +1393,13 @@ const file_tripwire_v1_ingest_proto_rawDesc = "" +
 	"EventBatch\x12\x1b\n" +
 	"\tarrow_ipc\x18\x01 \x01(\fR\barrowIpc\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12\x19\n" +
-	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\"\x88\x01\n" +
+	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\"\xc0\x01\n" +
 	"\tHeartbeat\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12*\n" +
 	"\x04head\x18\x02 \x01(\v2\x16.tripwire.v1.ChainHeadR\x04head\x12\x1f\n" +
 	"\vqueue_depth\x18\x03 \x01(\x04R\n" +
-	"queueDepth\"\x9a\x01\n" +
+	"queueDepth\x126\n" +
+	"\bwatchers\x18\x04 \x03(\v2\x1a.tripwire.v1.WatcherStatusR\bwatchers\"\x9a\x01\n" +
 	"\n" +
 	"Registered\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12)\n" +
@@ -1476,19 +1487,20 @@ var file_tripwire_v1_ingest_proto_depIdxs = []int32{
 	6,  // 10: tripwire.v1.HostFacts.watchers:type_name -> tripwire.v1.WatcherStatus
 	19, // 11: tripwire.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
 	7,  // 12: tripwire.v1.Heartbeat.head:type_name -> tripwire.v1.ChainHead
-	18, // 13: tripwire.v1.Command.resend_from:type_name -> tripwire.v1.ResendFrom
-	17, // 14: tripwire.v1.Command.rules:type_name -> tripwire.v1.RuleSet
-	14, // 15: tripwire.v1.Command.renewed:type_name -> tripwire.v1.RenewResult
-	15, // 16: tripwire.v1.Command.chain_hash:type_name -> tripwire.v1.ChainHashRequest
-	2,  // 17: tripwire.v1.IngestService.Stream:input_type -> tripwire.v1.StreamRequest
-	0,  // 18: tripwire.v1.EnrollService.Enroll:input_type -> tripwire.v1.EnrollRequest
-	3,  // 19: tripwire.v1.IngestService.Stream:output_type -> tripwire.v1.StreamResponse
-	1,  // 20: tripwire.v1.EnrollService.Enroll:output_type -> tripwire.v1.EnrollResponse
-	19, // [19:21] is the sub-list for method output_type
-	17, // [17:19] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	6,  // 13: tripwire.v1.Heartbeat.watchers:type_name -> tripwire.v1.WatcherStatus
+	18, // 14: tripwire.v1.Command.resend_from:type_name -> tripwire.v1.ResendFrom
+	17, // 15: tripwire.v1.Command.rules:type_name -> tripwire.v1.RuleSet
+	14, // 16: tripwire.v1.Command.renewed:type_name -> tripwire.v1.RenewResult
+	15, // 17: tripwire.v1.Command.chain_hash:type_name -> tripwire.v1.ChainHashRequest
+	2,  // 18: tripwire.v1.IngestService.Stream:input_type -> tripwire.v1.StreamRequest
+	0,  // 19: tripwire.v1.EnrollService.Enroll:input_type -> tripwire.v1.EnrollRequest
+	3,  // 20: tripwire.v1.IngestService.Stream:output_type -> tripwire.v1.StreamResponse
+	1,  // 21: tripwire.v1.EnrollService.Enroll:output_type -> tripwire.v1.EnrollResponse
+	20, // [20:22] is the sub-list for method output_type
+	18, // [18:20] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_tripwire_v1_ingest_proto_init() }
