@@ -46,6 +46,9 @@ struct {
 
 #define KEPT 16
 
+// SIGURG on every architecture Linux and Go run on.
+#define SIGURG_NUM 23
+
 // kept is the pinned ring of the last KEPT records; slot 0 of kept_next counts them.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -75,10 +78,16 @@ SEC("tracepoint/signal/signal_generate")
 int on_signal_generate(struct signal_generate_args *ctx) {
 	if (target_tgid == 0 || (__u32)ctx->pid != target_tgid)
 		return 0;
+	__u32 sender = bpf_get_current_pid_tgid() >> 32;
+	// SIGURG from the agent to itself is the Go runtime preempting its own threads
+	// (many a second under load): noise that would bury real senders and push them out
+	// of the pinned ring.
+	if (ctx->sig == SIGURG_NUM && sender == target_tgid)
+		return 0;
 	struct record r = {};
 	r.boot_ns = bpf_ktime_get_boot_ns();
 	r.target_pid = ctx->pid;
-	r.sender_pid = bpf_get_current_pid_tgid() >> 32;
+	r.sender_pid = sender;
 	r.sender_uid = (__u32)bpf_get_current_uid_gid();
 	r.sig = ctx->sig;
 	r.code = ctx->code;
