@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,26 @@ func TestDeadManSwitch(t *testing.T) {
 	}
 	if len(body.Events) != 2 || body.Events[0].Kind != "ONLINE" || body.Events[1].Kind != "OFFLINE" || body.Events[1].Host != "silent-01" {
 		t.Errorf("host events = %+v, want OFFLINE then ONLINE for silent-01", body.Events)
+	}
+
+	// Both are alerts in the index, and the OFFLINE one is triaged like any alert.
+	alerts, err := e.alerts("type=HOST&host=silent-01")
+	if err != nil || len(alerts) != 2 || alerts[1].RuleName != "dead-man" || alerts[1].Severity != "CRITICAL" || alerts[0].Severity != "INFO" {
+		t.Fatalf("HOST alerts of silent-01 = %+v, %v; want ONLINE (INFO) then OFFLINE (CRITICAL), rule dead-man", alerts, err)
+	}
+	req, _ := http.NewRequest(http.MethodPatch, "http://"+e.httpAddr+"/api/v1/alerts/"+alerts[1].AlertID,
+		strings.NewReader(`{"status": "acknowledged", "note": "stopped on purpose by the test"}`))
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PATCH of the OFFLINE alert: %s", resp.Status)
+	}
+	if acked, err := e.alerts("type=HOST&status=acknowledged"); err != nil || len(acked) != 1 || acked[0].AlertID != alerts[1].AlertID {
+		t.Errorf("acknowledged HOST alerts = %+v, %v; want the OFFLINE one", acked, err)
 	}
 }
 

@@ -381,6 +381,14 @@ func TestFsnotifyFallbackSaysWhatItMisses(t *testing.T) {
 		d := alerts[0].EventDetail
 		return d.Source == "fsnotify" && d.Op == "write" && d.Path == decoy && slices.Contains(d.Missing, "pid"), fmt.Sprintf("%+v", d)
 	})
+	// The collector knows too: the host is DEGRADED, with a WARN alert saying why.
+	if st := e.hostStatus("web-05"); st != "DEGRADED" {
+		t.Errorf("host status = %s, want DEGRADED", st)
+	}
+	health, err := e.alerts("type=HOST&host=web-05")
+	if err != nil || len(health) != 1 || health[0].RuleName != "watcher-health" || health[0].Severity != "WARN" {
+		t.Fatalf("HOST alerts of web-05 = %+v, %v; want one WARN watcher-health alert", health, err)
+	}
 }
 
 // `tripwire-collector alerts --follow` prints each alert as it arrives, and keeps
