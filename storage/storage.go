@@ -173,9 +173,9 @@ type RevokedCert struct {
 // Alert is an event entry of a chain, a tripwire that fired, or an event the collector
 // raised about a host (tripwire type TypeHost; see HostEvent).
 type Alert struct {
-	AlertID      string    `json:"alert_id"`
-	Host         string    `json:"host"`
-	HostID       string    `json:"host_id"`
+	AlertID string `json:"alert_id"`
+	Host    string `json:"host"`
+	HostID  string `json:"host_id"`
 	// Seq is the entry's seq in the host's chain; 0 for an alert the collector raised
 	// itself (tripwire type TypeHost), which no chain entry records.
 	Seq          uint64    `json:"seq"`
