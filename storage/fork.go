@@ -49,9 +49,13 @@ func ForkEvent(hostID, hostname, parent, fork string, k uint64, now time.Time) H
 func TruncationEvent(hostID, hostname, chainID string, agentSeq uint64, agentHash string, storedHead uint64, now time.Time) HostEvent {
 	ev := NewHostEvent(hostID, hostname, HostIntegrity, now, now)
 	ev.EventID = uuid.NewSHA1(hostEventNamespace, []byte(chainID+"/truncated/"+strconv.FormatUint(agentSeq, 10)+"/"+agentHash)).String()
-	ev.Message = fmt.Sprintf("truncated chain on host %s: an agent with this host's certificate holds entries 1 to %d of the chain stored as %s, which goes on to seq %d: "+
+	holds := fmt.Sprintf("holds entries 1 to %d of", agentSeq)
+	if agentSeq == 0 {
+		holds = "holds no entry of"
+	}
+	ev.Message = fmt.Sprintf("truncated chain on host %s: an agent with this host's certificate %s the chain stored as %s, which goes on to seq %d: "+
 		"its audit log was cut or restored from a backup. Nothing stored is lost. The agent's next entry will start a fork of the chain, raised as its own event. "+
 		"Preserve the agent's audit directory as evidence",
-		hostname, agentSeq, chainID, storedHead)
+		hostname, holds, chainID, storedHead)
 	return ev
 }
