@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -370,5 +371,44 @@ func (ss *session) probe(ctx context.Context, seq uint64) (string, error) {
 			}
 			ss.deferred = append(ss.deferred, r.msg)
 		}
+	}
+}
+
+// chainLocks serialise, per chain, the check, append and verification of batches by the
+// sessions of one collector: without it, two agents on one certificate could each check
+// against the same head and then append, the second's entries landing after the
+// first's. Across collector replicas the store's append does not check links, and that
+// moment stays open (docs/adr/0014).
+type chainLocks struct {
+	mu sync.Mutex
+	m  map[string]*chainLock
+}
+
+type chainLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock takes the lock of chain id and returns its release.
+func (l *chainLocks) lock(id string) (unlock func()) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*chainLock{}
+	}
+	c := l.m[id]
+	if c == nil {
+		c = &chainLock{}
+		l.m[id] = c
+	}
+	c.users++
+	l.mu.Unlock()
+	c.Lock()
+	return func() {
+		c.Unlock()
+		l.mu.Lock()
+		if c.users--; c.users == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
 	}
 }

@@ -480,3 +480,48 @@ func TestUnansweredProbeEndsTheSession(t *testing.T) {
 	}
 	f.wantChain(t, a.hostID, stored)
 }
+
+// Two agents on one certificate that both run on from the stored head at once: one
+// extends the host's chain, the other becomes a fork, and neither's entries are mixed
+// into the other's chain.
+func TestTwoAgentsRacingOnOneCertificate(t *testing.T) {
+	f := newFixture(t)
+	hc, err := pki.Issue(f.pkiDir, "web-14", pki.IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := events(storetest.NewChain(), 4)
+	p := f.startAgent(t, hc, newMemChain(prefix))
+	f.waitStored(t, hc.HostID, p)
+	p.stop()
+	a := f.startAgent(t, hc, newMemChain(append(slices.Clone(prefix), events(storetest.ChainAfter(prefix[3]), 6)...)))
+	b := f.startAgent(t, hc, newMemChain(append(slices.Clone(prefix), events(storetest.ChainAfter(prefix[3]), 6)...)))
+	for range 5 {
+		for _, x := range []*runningAgent{a, b} {
+			all := x.chain.all()
+			x.chain.add(events(storetest.ChainAfter(all[len(all)-1]), 3)...)
+		}
+	}
+	var host, fork *runningAgent
+	waitFor(t, "one agent on the host's chain", func() (bool, string) {
+		_, hash, err := f.store.Head(context.Background(), hc.HostID)
+		for _, x := range []*runningAgent{a, b} {
+			if all := x.chain.all(); hash == all[len(all)-1].Hash {
+				host = x
+			}
+		}
+		return host != nil, fmt.Sprint(hash, err)
+	})
+	fork = a
+	if host == a {
+		fork = b
+	}
+	forkID := storage.ForkID(hc.HostID, 5, fork.chain.all()[4].Hash)
+	f.waitStored(t, hc.HostID, host)
+	f.waitStored(t, forkID, fork)
+	f.wantChain(t, hc.HostID, host.chain.all())
+	f.wantChain(t, forkID, fork.chain.all())
+	if evs := f.integrity(t); len(evs) != 1 {
+		t.Errorf("integrity events = %+v, want one", evs)
+	}
+}

@@ -46,6 +46,7 @@ type Server struct {
 	version  string
 	now      func() time.Time
 	metrics  *metrics.Collector
+	chains   chainLocks
 }
 
 // New returns an ingest server writing to store and publishing new alerts to broker
@@ -300,7 +301,7 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 		ss.s.metrics.BatchRejected(metrics.ReasonInvalid)
 		return nil, status.Errorf(codes.InvalidArgument, "rejecting batch: %v", err)
 	}
-	first, last := entries[0], entries[len(entries)-1]
+	last := entries[len(entries)-1]
 	if w := ss.pending; w != nil {
 		// The agent's chain was a prefix of the stored one: up to its head the entries
 		// are held already; its first entry past that starts a fork.
@@ -309,25 +310,38 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 		}
 		return nil, ss.resolve(ctx, point{last.Seq, last.Hash}, w.chain, w.eq+1)
 	}
+	resp, departs, err := ss.storeBatch(ctx, entries)
+	if departs {
+		return nil, ss.resolve(ctx, point{last.Seq, last.Hash}, ss.chain, 1)
+	}
+	return resp, err
+}
+
+// storeBatch checks entries against the session's chain and stores them, or reports that
+// they depart from it. It holds the chain's lock, so that two sessions of one
+// certificate on this collector check and append in turn.
+func (ss *session) storeBatch(ctx context.Context, entries []batch.Entry) (resp *tripwirev1.StreamResponse, departs bool, err error) {
+	defer ss.s.chains.lock(ss.chain.id)()
+	first, last := entries[0], entries[len(entries)-1]
 	// Another agent with this certificate may have moved the head since.
 	if ss.head, ss.headHash, err = ss.s.store.Head(ctx, ss.chain.id); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading chain head: %v", err)
+		return nil, false, status.Errorf(codes.Unavailable, "reading chain head: %v", err)
 	}
 	if first.Seq > ss.head+1 {
 		if ss.resendAsked == ss.head+1 {
-			return nil, nil // sent before the agent read the resend request
+			return nil, false, nil // sent before the agent read the resend request
 		}
 		// The collector lost entries the agent believes were acked (e.g. a restored
 		// store): ask for them again rather than store past a hole.
 		ss.log.Warn("gap before batch: asking the agent to resend", "first_seq", first.Seq, "stored_head", ss.head)
-		return ss.resendFrom(ss.head + 1), nil
+		return ss.resendFrom(ss.head + 1), false, nil
 	}
 	// Entries at or below the head are not stored again; the one at the head must be
 	// the stored one, and the first past it must link to it. Otherwise the agent's chain
 	// departs from the stored one: it becomes a fork, never mixed in or dropped.
 	if ss.departs(entries) {
 		ss.log.Error("batch departs from the stored chain", "first_seq", first.Seq, "last_seq", last.Seq, "stored_head", ss.head)
-		return nil, ss.resolve(ctx, point{last.Seq, last.Hash}, ss.chain, 1)
+		return nil, true, nil
 	}
 	started := time.Now()
 	if err := ss.s.store.AppendEntries(ctx, ss.chain.id, entries); err != nil {
@@ -335,33 +349,33 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 			// Resending cannot fix it: refuse the batch, keep the stream's other work.
 			ss.log.Error("rejecting batch the store cannot hold", "err", err)
 			ss.s.metrics.BatchRejected(metrics.ReasonInvalid)
-			return nil, status.Errorf(codes.InvalidArgument, "rejecting batch: %v", err)
+			return nil, false, status.Errorf(codes.InvalidArgument, "rejecting batch: %v", err)
 		}
 		ss.log.Error("storing batch", "err", err)
 		ss.s.metrics.BatchRejected(metrics.ReasonStoreUnavailable)
-		return nil, status.Errorf(codes.Unavailable, "storing batch: %v", err)
+		return nil, false, status.Errorf(codes.Unavailable, "storing batch: %v", err)
 	}
 	ss.s.metrics.BatchStored(len(entries), time.Since(started).Seconds())
 	oldHead := ss.head
 	ss.head, ss.headHash, err = ss.s.store.Head(ctx, ss.chain.id)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading chain head: %v", err)
+		return nil, false, status.Errorf(codes.Unavailable, "reading chain head: %v", err)
 	}
 	// The store keeps an entry it holds: if another agent with this certificate stored
 	// these seqs first, or the batch lies wholly below the head, what is held may not be
 	// what was sent. Equal hashes at the last seq mean equal chains up to it.
 	held, err := ss.heldHash(ctx, last.Seq)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if held != last.Hash {
 		ss.log.Error("the stored chain holds other entries at the batch's seqs", "first_seq", first.Seq, "last_seq", last.Seq, "stored_head", ss.head)
-		return nil, ss.resolve(ctx, point{last.Seq, last.Hash}, ss.chain, 1)
+		return nil, true, nil
 	}
 	ss.resendAsked = 0
 	if !ss.confirmed && last.Seq >= oldHead {
 		if err := ss.confirm(ctx); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	var fresh []storage.Alert
@@ -388,7 +402,7 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 	if !ss.confirmed {
 		ack = last.Seq
 	}
-	return &tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Ack{Ack: &tripwirev1.Ack{Seq: ack}}}, nil
+	return &tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Ack{Ack: &tripwirev1.Ack{Seq: ack}}}, false, nil
 }
 
 // verifyLinks checks that entries are consecutive, that every hash recomputes from its
