@@ -113,8 +113,10 @@ var hostEventNamespace = uuid.MustParse("0d5f3b8e-2a71-4c55-9a0e-6b7c3d9e1f42")
 
 // CertExpiryEvent is the WARN raised once per certificate that expires within
 // CertExpiryWarning; its id derives from the host and serial.
+// A fork (Host.ForkOf) raises none: it is evidence kept beside its host, not a host to
+// keep running.
 func CertExpiryEvent(h Host, now time.Time) (HostEvent, bool) {
-	if h.CertNotAfter == nil || h.CertSerial == "" || h.CertNotAfter.Sub(now) > CertExpiryWarning {
+	if h.ForkOf != "" || h.CertNotAfter == nil || h.CertSerial == "" || h.CertNotAfter.Sub(now) > CertExpiryWarning {
 		return HostEvent{}, false
 	}
 	ev := NewHostEvent(h.HostID, h.Hostname, HostCertExpiry, now, now)

@@ -24,6 +24,10 @@ type Store interface {
 	// Head returns the highest seq held contiguously from 1 for the host (0 if none),
 	// with its hash.
 	Head(ctx context.Context, hostID string) (seq uint64, hash string, err error)
+	// EntryHash returns the hash of the entry seq held for the host, or an error
+	// wrapping ErrNotFound when none is held. The collector compares it with an agent's
+	// to find where the agent's chain departs from the stored one.
+	EntryHash(ctx context.Context, hostID string, seq uint64) (string, error)
 	// AppendEntries stores entries of one host. It is idempotent on (host_id, seq): an
 	// entry already held is left as it is, so a resent batch is stored once. Entries no
 	// backend can hold as given are refused with an error wrapping ErrInvalidEntry, and
@@ -123,6 +127,11 @@ type Host struct {
 	// Degraded says which watchers run below their best mode, as the agent last
 	// reported ("" when none do).
 	Degraded string `json:"degraded,omitempty"`
+	// ForkOf is set on a fork: the chain (a host id, or another fork's id) this one
+	// departs from at ForkSeq, the first seq at which the two differ. A fork is kept
+	// under its own id (ForkID), with the host name of the host it is a fork of.
+	ForkOf  string `json:"fork_of,omitempty"`
+	ForkSeq uint64 `json:"fork_seq,omitempty"`
 }
 
 // Host statuses, and the kinds of HostEvent.
@@ -135,8 +144,9 @@ const (
 	// HostRestored is an event kind only: every watcher of a degraded host runs in its
 	// best mode again.
 	HostRestored = "RESTORED"
-	// HostIntegrity is an event kind only: the host's chain does not extend the one the
-	// collector holds (rewritten, truncated, replaced or forked).
+	// HostIntegrity is an event kind only: an agent's chain does not extend the one the
+	// collector holds for the host (rewritten, truncated, replaced or forked: ForkEvent,
+	// TruncationEvent).
 	HostIntegrity = "INTEGRITY"
 	// HostCertExpiry is an event kind only: the host's certificate expires within
 	// CertExpiryWarning.
@@ -194,6 +204,10 @@ type Alert struct {
 	TriageAt *time.Time `json:"triage_at"`
 	// TriageNote is the note given with the last change.
 	TriageNote string `json:"triage_note"`
+
+	// ForkOf is set when the alert comes from a fork (Host.ForkOf): the chain the
+	// alert's chain departs from. Empty for a host's own chain.
+	ForkOf string `json:"fork_of,omitempty"`
 }
 
 // Triage statuses of an alert.

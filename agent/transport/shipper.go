@@ -1,7 +1,9 @@
 // Package transport ships the agent's audit chain to the collector: a gRPC stream over
 // mutual TLS that sends Arrow batches read from the chain after the last acked seq,
 // reconnects with exponential backoff and jitter, and resends whatever was not acked.
-// The chain on disk is the queue; nothing is held only in memory.
+// It answers the collector's chain-hash probes, by which a collector finds where a
+// chain departs from the one it holds for the host (docs/formats/wire.md). The chain on
+// disk is the queue; nothing is held only in memory.
 package transport
 
 import (
@@ -259,6 +261,9 @@ func (s *Shipper) session(ctx context.Context, client tripwirev1.IngestServiceCl
 	var cursor atomic.Uint64
 	cursor.Store(min(reg.GetAckedSeq(), headSeq) + 1)
 	kick := make(chan struct{}, 1)
+	// The collector's chain-hash probes, answered by the sender: a gRPC client stream
+	// must not be sent on from two goroutines at once.
+	probes := make(chan uint64, probeQueue)
 	wake := func() {
 		select {
 		case kick <- struct{}{}:
@@ -303,10 +308,17 @@ func (s *Shipper) session(ctx context.Context, client tripwirev1.IngestServiceCl
 				if rs := m.Command.GetRules(); rs != nil && s.opts.OnRules != nil {
 					s.opts.OnRules(rs)
 				}
+				if ch := m.Command.GetChainHash(); ch != nil {
+					select {
+					case probes <- ch.GetSeq():
+					case <-ctx.Done():
+						return
+					}
+				}
 			}
 		}
 	}()
-	err = s.sendLoop(ctx, stream, &cursor, kick)
+	err = s.sendLoop(ctx, stream, &cursor, kick, probes)
 	cancel()
 	wg.Wait()
 	// The receiver's error carries the collector's reason (e.g. why a batch was
@@ -319,12 +331,16 @@ func (s *Shipper) session(ctx context.Context, client tripwirev1.IngestServiceCl
 	return err
 }
 
-func (s *Shipper) sendLoop(ctx context.Context, stream tripwirev1.IngestService_StreamClient, cursor *atomic.Uint64, kick <-chan struct{}) error {
+func (s *Shipper) sendLoop(ctx context.Context, stream tripwirev1.IngestService_StreamClient, cursor *atomic.Uint64, kick <-chan struct{}, probes <-chan uint64) error {
 	heartbeat := time.NewTicker(s.opts.Heartbeat)
 	defer heartbeat.Stop()
 	for {
 		// Send everything available within the window.
 		for {
+			// A probing collector drops batches until it has its answers: give them first.
+			if err := s.answerProbes(stream, probes); err != nil {
+				return err
+			}
 			next := cursor.Load()
 			acked := s.chain.Acked()
 			if next > acked && next-1-acked >= s.opts.Window {
@@ -354,6 +370,10 @@ func (s *Shipper) sendLoop(ctx context.Context, stream tripwirev1.IngestService_
 			return ctx.Err()
 		case <-s.chain.Appended():
 		case <-kick:
+		case seq := <-probes:
+			if err := s.answerProbe(stream, seq); err != nil {
+				return err
+			}
 		case <-heartbeat.C:
 			seq, hash := s.chain.Head()
 			if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Heartbeat{Heartbeat: &tripwirev1.Heartbeat{
@@ -364,4 +384,43 @@ func (s *Shipper) sendLoop(ctx context.Context, stream tripwirev1.IngestService_
 			}
 		}
 	}
+}
+
+// probeQueue is how many chain-hash probes may wait for the sender. The collector sends
+// one at a time and waits for its answer, so one would do.
+const probeQueue = 16
+
+// answerProbes answers the probes waiting, without waiting for more.
+func (s *Shipper) answerProbes(stream tripwirev1.IngestService_StreamClient, probes <-chan uint64) error {
+	for {
+		select {
+		case seq := <-probes:
+			if err := s.answerProbe(stream, seq); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+// answerProbe sends the hash of entry seq of the local chain, or "" when the chain does
+// not hold it (seq 0, past the head, or unreadable). The collector compares it with the
+// hash it holds to find where this chain departs from the one it stores for the host
+// (docs/formats/wire.md).
+func (s *Shipper) answerProbe(stream tripwirev1.IngestService_StreamClient, seq uint64) error {
+	hash := ""
+	if seq > 0 {
+		entries, err := s.chain.ReadFrom(seq, 1)
+		switch {
+		case err != nil:
+			s.opts.Logger.Warn("reading a chain entry the collector asked about", "seq", seq, "err", err)
+		case len(entries) == 1 && entries[0].Seq == seq:
+			hash = entries[0].Hash
+		}
+	}
+	if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_ChainHash{ChainHash: &tripwirev1.ChainHash{Seq: seq, Hash: hash}}}); err != nil {
+		return fmt.Errorf("answering the chain-hash probe of seq %d: %w", seq, err)
+	}
+	return nil
 }

@@ -1,7 +1,8 @@
 // Package ingest is the collector's gRPC IngestService: it authenticates an agent by its
 // client certificate, checks the protocol version, verifies that every received chain
 // entry hashes correctly and links to the one before, stores batches, and acks a seq only
-// once everything up to it is durable in the store.
+// once everything up to it is durable in the store. A chain that does not extend the one
+// stored for its host is kept as a fork of the host and flagged (fork.go).
 package ingest
 
 import (
@@ -45,9 +46,7 @@ type Server struct {
 	version  string
 	now      func() time.Time
 	metrics  *metrics.Collector
-
-	integrityMu sync.Mutex
-	integrityAt map[string]time.Time // host id → last integrity event raised
+	chains   chainLocks
 }
 
 // New returns an ingest server writing to store and publishing new alerts to broker
@@ -112,39 +111,39 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		}
 	}
 	watchers, _ := json.Marshal(reg.GetHost().GetWatchers())
-	now := s.now().UTC()
-	if err := s.store.RegisterHost(ctx, storage.Host{
-		HostID: hostID, Hostname: hostname,
-		OS: reg.GetHost().GetOs(), Arch: reg.GetHost().GetArch(), Kernel: reg.GetHost().GetKernel(),
-		AgentVersion: reg.GetAgentVersion(), ProtocolVersion: reg.GetProtocolVersion(),
-		Watchers: string(watchers), FirstSeen: now, LastSeen: now,
-		CertSerial: serial, CertNotAfter: notAfter,
-	}); err != nil {
-		log.Error("registering host", "err", err)
-		return status.Errorf(codes.Unavailable, "storing host registration: %v", err)
-	}
-	s.markOnline(ctx, hostID, log)
-	var hh health
-	hh.record(ctx, s, hostID, reg.GetHost().GetWatchers(), log)
 	head, headHash, err := s.store.Head(ctx, hostID)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "reading chain head: %v", err)
 	}
-	if ah := reg.GetHead(); ah != nil && head > 0 {
-		// The stored chain is a prefix of any honest agent's: it only ever holds what the
-		// agent fsynced and sent. A shorter or different agent chain is a truncated,
-		// replaced or forked log, or a certificate used by two agents.
-		if ah.GetSeq() < head || (ah.GetSeq() == head && ah.GetHash() != headHash) {
-			log.Error("agent chain does not extend the stored chain: refusing the session", "agent_head", ah.GetSeq(), "stored_head", head)
-			s.metrics.Refused()
-			s.raiseIntegrity(ctx, hostID, hostname, forkMessage(ah.GetSeq(), head), log)
-			return status.Error(codes.FailedPrecondition, forkMessage(ah.GetSeq(), head))
+	sess := &session{s: s, hostID: hostID, hostname: hostname, serial: serial, chain: chainRef{id: hostID},
+		head: head, headHash: headHash, log: log, baseLog: log, watchers: reg.GetHost().GetWatchers(),
+		facts: storage.Host{
+			Hostname: hostname, OS: reg.GetHost().GetOs(), Arch: reg.GetHost().GetArch(), Kernel: reg.GetHost().GetKernel(),
+			AgentVersion: reg.GetAgentVersion(), ProtocolVersion: reg.GetProtocolVersion(),
+			Watchers: string(watchers), CertSerial: serial, CertNotAfter: notAfter,
+		}}
+	// The stored chain is a prefix of any honest agent's: it only ever holds what the
+	// agent fsynced and sent. A shorter or different agent chain departs from it (a
+	// wiped, truncated or rewritten log, or a certificate used by two agents): it is
+	// kept as a fork, and the agent is never told that the host's entries are its own.
+	ah := reg.GetHead()
+	departs := ah != nil && head > 0 && (ah.GetSeq() < head || (ah.GetSeq() == head && ah.GetHash() != headHash))
+	acked := head
+	switch {
+	case departs:
+		acked = 0
+	case head == 0 || (ah != nil && ah.GetSeq() == head):
+		if err := sess.confirm(ctx); err != nil {
+			return err
 		}
+	default:
+		// The agent is ahead of the stored head: its first batch shows whether it
+		// extends the stored chain, and only then is the host registered as heard from.
 	}
 	defer s.metrics.StreamOpened()()
-	log.Info("agent registered", "agent_version", reg.GetAgentVersion(), "agent_head", reg.GetHead().GetSeq(), "stored_head", head)
+	log.Info("agent registered", "agent_version", reg.GetAgentVersion(), "agent_head", ah.GetSeq(), "stored_head", head, "departs", departs)
 	if err := stream.Send(&tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Registered{Registered: &tripwirev1.Registered{
-		HostId: hostID, ProtocolVersion: tripwirev1.ProtocolVersion, CollectorVersion: s.version, AckedSeq: head,
+		HostId: hostID, ProtocolVersion: tripwirev1.ProtocolVersion, CollectorVersion: s.version, AckedSeq: acked,
 	}}}); err != nil {
 		return err
 	}
@@ -164,9 +163,16 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		s.pushRules(pushCtx, hostname, send, log)
 	}()
 
-	sess := &session{s: s, hostID: hostID, hostname: hostname, head: head, headHash: headHash, log: log}
+	in, stopReceiving := receive(stream)
+	defer stopReceiving()
+	sess.in, sess.send = in, send
+	if departs {
+		if err := sess.resolve(ctx, point{ah.GetSeq(), ah.GetHash()}, sess.chain, 1); err != nil {
+			return err
+		}
+	}
 	for {
-		msg, err := stream.Recv()
+		msg, err := sess.next(ctx)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -191,12 +197,8 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 				}
 			}
 		case *tripwirev1.StreamRequest_Heartbeat:
-			if err := s.store.TouchHost(ctx, hostID, s.now().UTC()); err != nil {
-				return status.Errorf(codes.Unavailable, "recording heartbeat: %v", err)
-			}
-			s.markOnline(ctx, hostID, log)
-			if ws := m.Heartbeat.GetWatchers(); len(ws) > 0 {
-				hh.record(ctx, s, hostID, ws, log)
+			if err := sess.heartbeat(ctx, m.Heartbeat); err != nil {
+				return err
 			}
 		case *tripwirev1.StreamRequest_Register:
 			return status.Error(codes.FailedPrecondition, "Register sent twice on one stream")
@@ -220,36 +222,6 @@ func (s *Server) revokedErr(serial string) error {
 		return status.Errorf(codes.PermissionDenied, "this host's certificate (serial %s) is revoked: %s; issue a new one (tripwire-collector pki issue) and reload the agent (SIGHUP)", serial, reason)
 	}
 	return nil
-}
-
-// integrityRepeat is how long an integrity event stands for a host's refused chain: the
-// agent keeps retrying, and one event per retry would bury the first.
-const integrityRepeat = time.Hour
-
-// raiseIntegrity records a CRITICAL integrity event for a host whose chain does not
-// extend the stored one, and sends it to live subscribers, at most once per
-// integrityRepeat per host and collector process.
-func (s *Server) raiseIntegrity(ctx context.Context, hostID, hostname, msg string, log *slog.Logger) {
-	s.integrityMu.Lock()
-	last, seen := s.integrityAt[hostID]
-	now := s.now().UTC()
-	if seen && now.Sub(last) < integrityRepeat {
-		s.integrityMu.Unlock()
-		return
-	}
-	if s.integrityAt == nil {
-		s.integrityAt = map[string]time.Time{}
-	}
-	s.integrityAt[hostID] = now
-	s.integrityMu.Unlock()
-	ev := storage.NewHostEvent(hostID, hostname, storage.HostIntegrity, now, now)
-	ev.Message = msg
-	if _, err := s.store.AddHostEvent(ctx, ev); err != nil {
-		log.Error("recording the integrity event", "err", err)
-	}
-	if s.broker != nil {
-		s.broker.Publish(ev.Alert())
-	}
 }
 
 // markOnline records the return of a host the dead-man switch had marked OFFLINE.
@@ -298,11 +270,27 @@ func (s *Server) pushRules(ctx context.Context, host string, send func(*tripwire
 // session is the state of one agent stream; it is used by one goroutine.
 type session struct {
 	s        *Server
-	hostID   string
+	hostID   string // from the certificate
 	hostname string
-	head     uint64 // highest seq stored contiguously
-	headHash string
+	serial   string       // of the certificate; "" when certificates are not checked
+	facts    storage.Host // what the agent registered with, for the hosts row
+	in       *inbox
+	send     func(*tripwirev1.StreamResponse) error
+	deferred []*tripwirev1.StreamRequest // held back while probing
 	log      *slog.Logger
+	baseLog  *slog.Logger
+
+	chain     chainRef // the chain the session writes: the host's, or a fork
+	confirmed bool     // the agent's chain extends chain: store, ack, keep alive
+	pending   *prefixWait
+	head      uint64 // highest seq of chain stored contiguously
+	headHash  string
+	// resendAsked is the seq of the last resend asked for and not yet received.
+	resendAsked uint64
+	// watchers is the agent's last report of its watchers; health records it on the
+	// session's chain.
+	watchers []*tripwirev1.WatcherStatus
+	health   health
 }
 
 func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*tripwirev1.StreamResponse, error) {
@@ -317,71 +305,108 @@ func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*
 		ss.s.metrics.BatchRejected(metrics.ReasonInvalid)
 		return nil, status.Errorf(codes.InvalidArgument, "rejecting batch: %v", err)
 	}
-	first := entries[0].Seq
-	if first > ss.head+1 {
+	last := entries[len(entries)-1]
+	if w := ss.pending; w != nil {
+		// The agent's chain was a prefix of the stored one: up to its head the entries
+		// are held already; its first entry past that starts a fork.
+		if last.Seq <= w.eq {
+			return nil, nil
+		}
+		return nil, ss.resolve(ctx, point{last.Seq, last.Hash}, w.chain, w.eq+1)
+	}
+	resp, departs, err := ss.storeBatch(ctx, entries)
+	if departs {
+		return nil, ss.resolve(ctx, point{last.Seq, last.Hash}, ss.chain, 1)
+	}
+	return resp, err
+}
+
+// storeBatch checks entries against the session's chain and stores them, or reports that
+// they depart from it. It holds the chain's lock, so that two sessions of one
+// certificate on this collector check and append in turn.
+func (ss *session) storeBatch(ctx context.Context, entries []batch.Entry) (resp *tripwirev1.StreamResponse, departs bool, err error) {
+	defer ss.s.chains.lock(ss.chain.id)()
+	first, last := entries[0], entries[len(entries)-1]
+	// Another agent with this certificate may have moved the head since.
+	if ss.head, ss.headHash, err = ss.s.store.Head(ctx, ss.chain.id); err != nil {
+		return nil, false, status.Errorf(codes.Unavailable, "reading chain head: %v", err)
+	}
+	if first.Seq > ss.head+1 {
+		if ss.resendAsked == ss.head+1 {
+			return nil, false, nil // sent before the agent read the resend request
+		}
 		// The collector lost entries the agent believes were acked (e.g. a restored
 		// store): ask for them again rather than store past a hole.
-		ss.log.Warn("gap before batch: asking the agent to resend", "first_seq", first, "stored_head", ss.head)
-		return &tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Command{Command: &tripwirev1.Command{
-			Cmd: &tripwirev1.Command_ResendFrom{ResendFrom: &tripwirev1.ResendFrom{Seq: ss.head + 1}},
-		}}}, nil
+		ss.log.Warn("gap before batch: asking the agent to resend", "first_seq", first.Seq, "stored_head", ss.head)
+		return ss.resendFrom(ss.head + 1), false, nil
 	}
 	// Entries at or below the head are not stored again; the one at the head must be
 	// the stored one, and the first past it must link to it. Otherwise the agent's chain
-	// forked from the stored one: refuse rather than drop or mix the two silently.
-	for _, e := range entries {
-		if ss.head > 0 && ((e.Seq == ss.head && e.Hash != ss.headHash) || (e.Seq == ss.head+1 && e.PrevHash != ss.headHash)) {
-			ss.log.Error("batch forks from the stored chain: refusing it", "seq", e.Seq, "stored_head", ss.head)
-			ss.s.metrics.BatchRejected(metrics.ReasonInvalid)
-			ss.s.raiseIntegrity(ctx, ss.hostID, ss.hostname, forkMessage(e.Seq, ss.head), ss.log)
-			return nil, status.Error(codes.FailedPrecondition, forkMessage(e.Seq, ss.head))
-		}
+	// departs from the stored one: it becomes a fork, never mixed in or dropped.
+	if ss.departs(entries) {
+		ss.log.Error("batch departs from the stored chain", "first_seq", first.Seq, "last_seq", last.Seq, "stored_head", ss.head)
+		return nil, true, nil
 	}
 	started := time.Now()
-	if err := ss.s.store.AppendEntries(ctx, ss.hostID, entries); err != nil {
+	if err := ss.s.store.AppendEntries(ctx, ss.chain.id, entries); err != nil {
 		if errors.Is(err, storage.ErrInvalidEntry) {
 			// Resending cannot fix it: refuse the batch, keep the stream's other work.
 			ss.log.Error("rejecting batch the store cannot hold", "err", err)
 			ss.s.metrics.BatchRejected(metrics.ReasonInvalid)
-			return nil, status.Errorf(codes.InvalidArgument, "rejecting batch: %v", err)
+			return nil, false, status.Errorf(codes.InvalidArgument, "rejecting batch: %v", err)
 		}
 		ss.log.Error("storing batch", "err", err)
 		ss.s.metrics.BatchRejected(metrics.ReasonStoreUnavailable)
-		return nil, status.Errorf(codes.Unavailable, "storing batch: %v", err)
+		return nil, false, status.Errorf(codes.Unavailable, "storing batch: %v", err)
 	}
 	ss.s.metrics.BatchStored(len(entries), time.Since(started).Seconds())
 	oldHead := ss.head
-	ss.head, ss.headHash, err = ss.s.store.Head(ctx, ss.hostID)
+	ss.head, ss.headHash, err = ss.s.store.Head(ctx, ss.chain.id)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "reading chain head: %v", err)
+		return nil, false, status.Errorf(codes.Unavailable, "reading chain head: %v", err)
+	}
+	// The store keeps an entry it holds: if another agent with this certificate stored
+	// these seqs first, or the batch lies wholly below the head, what is held may not be
+	// what was sent. Equal hashes at the last seq mean equal chains up to it.
+	held, err := ss.heldHash(ctx, last.Seq)
+	if err != nil {
+		return nil, false, err
+	}
+	if held != last.Hash {
+		ss.log.Error("the stored chain holds other entries at the batch's seqs", "first_seq", first.Seq, "last_seq", last.Seq, "stored_head", ss.head)
+		return nil, true, nil
+	}
+	ss.resendAsked = 0
+	if !ss.confirmed && last.Seq >= oldHead {
+		if err := ss.confirm(ctx); err != nil {
+			return nil, false, err
+		}
 	}
 	var fresh []storage.Alert
 	for _, e := range entries {
 		if e.Seq <= oldHead {
 			continue // a resend of something already published
 		}
-		a, ok, err := storage.AlertFromEntry(ss.hostname, ss.hostID, e)
+		a, ok, err := storage.AlertFromEntry(ss.hostname, ss.chain.id, e)
 		if err != nil {
 			ss.log.Warn("building live alert", "err", err)
 			continue
 		}
 		if ok {
+			a.ForkOf = ss.chain.forkOf
 			fresh = append(fresh, a)
 		}
 	}
 	if len(fresh) > 0 && ss.s.broker != nil {
 		ss.s.broker.Publish(fresh...)
 	}
-	return &tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Ack{Ack: &tripwirev1.Ack{Seq: ss.head}}}, nil
-}
-
-// forkMessage tells an operator what a chain that does not extend the stored one means
-// and what to do.
-func forkMessage(agentSeq, storedHead uint64) string {
-	return fmt.Sprintf("the agent's chain (at seq %d) does not extend the chain this collector holds for the host (up to seq %d): "+
-		"the agent's audit log was truncated, replaced or reinstalled, or two agents share one certificate. "+
-		"Nothing is lost: the agent keeps its events. Preserve its audit directory as evidence, then issue a certificate "+
-		"with a new host id (tripwire-collector pki issue --new-host-id) to start a fresh chain", agentSeq, storedHead)
+	// Until the agent's chain is known to extend the stored one at its head, only what
+	// the batch itself showed to be held is acked.
+	ack := ss.head
+	if !ss.confirmed {
+		ack = last.Seq
+	}
+	return &tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Ack{Ack: &tripwirev1.Ack{Seq: ack}}}, false, nil
 }
 
 // verifyLinks checks that entries are consecutive, that every hash recomputes from its

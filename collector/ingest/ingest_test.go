@@ -2,7 +2,9 @@ package ingest_test
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"github.com/tripwire-project/tripwire/collector/live"
 	"github.com/tripwire-project/tripwire/collector/metrics"
 	"github.com/tripwire-project/tripwire/collector/pki"
+	"github.com/tripwire-project/tripwire/internal/testservers"
 	"github.com/tripwire-project/tripwire/proto/batch"
 	"github.com/tripwire-project/tripwire/proto/chain"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
@@ -29,7 +32,18 @@ import (
 	"github.com/tripwire-project/tripwire/storage/storetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the tests, stops the servers the fleet store's tests started
+// (internal/testservers), then checks that no goroutine leaked.
+func TestMain(m *testing.M) {
+	code := testservers.Run(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // fixture is a real collector ingest service over mTLS on a real DuckDB store.
 type fixture struct {
@@ -43,15 +57,21 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	store, err := duckdb.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newFixtureOn(t, store)
+}
+
+// newFixtureOn is newFixture on store, which it closes when the test ends.
+func newFixtureOn(t *testing.T, store storage.Store) *fixture {
+	t.Helper()
 	f := &fixture{pkiDir: filepath.Join(t.TempDir(), "pki")}
 	if err := pki.Init(f.pkiDir, pki.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	srvTLS, err := pki.LoadServerTLS(f.pkiDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := duckdb.Open("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,43 +251,6 @@ func TestColumnsMustMatchPayload(t *testing.T) {
 			t.Errorf("%s altered: err = %v, want InvalidArgument naming seq 2 and %s", name, err, name)
 		}
 		a = f.connect(t, "web-03") // a refused batch ends the stream
-	}
-}
-
-// A chain that does not extend the stored one (rewound at registration, a different
-// entry at the stored head, or a batch that does not link to it) is refused with
-// FAILED_PRECONDITION, never silently dropped or mixed in.
-func TestForkedChainIsRefused(t *testing.T) {
-	f := newFixture(t)
-	a := f.connect(t, "web-04")
-	stored := events(storetest.NewChain(), 5)
-	if resp, err := a.send(t, stored); err != nil || resp.GetAck().GetSeq() != 5 {
-		t.Fatalf("storing 5: %v %v", resp, err)
-	}
-	other := events(storetest.NewChain(), 7) // same seqs, other contents: other hashes
-	for name, batch := range map[string][]batch.Entry{
-		"different entry at the head": other[3:6],
-		"not linked to the head":      other[5:7],
-	} {
-		a = f.connectHead(t, "web-04", &tripwirev1.ChainHead{Seq: 5, Hash: stored[4].Hash})
-		_, err := a.send(t, batch)
-		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "does not extend") {
-			t.Errorf("%s: err = %v, want FailedPrecondition saying the chain does not extend the stored one", name, err)
-		}
-	}
-	for name, head := range map[string]*tripwirev1.ChainHead{
-		"rewound":       {Seq: 2, Hash: stored[1].Hash},
-		"other at head": {Seq: 5, Hash: other[4].Hash},
-	} {
-		if _, err := f.register(t, "web-04", head); status.Code(err) != codes.FailedPrecondition {
-			t.Errorf("%s: registration err = %v, want FailedPrecondition", name, err)
-		}
-	}
-	if _, err := f.register(t, "web-04", &tripwirev1.ChainHead{Seq: 9, Hash: "x"}); err != nil {
-		t.Errorf("an agent ahead of the stored head was refused: %v", err)
-	}
-	if seq, hash, _ := f.store.Head(context.Background(), a.hostID); seq != 5 || hash != stored[4].Hash {
-		t.Errorf("stored head moved to %d %s", seq, hash)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 // MarkOffline marks the ONLINE hosts silent since before silentSince OFFLINE and
-// records an event for each.
+// records an event for each. Forks are not hosts: the switch leaves them be.
 func (s *Store) MarkOffline(ctx context.Context, silentSince, now time.Time) ([]storage.HostEvent, error) {
 	if err := s.lockWrite(ctx); err != nil {
 		return nil, fmt.Errorf("marking silent hosts: waiting for the writer: %w", err)
@@ -19,7 +19,7 @@ func (s *Store) MarkOffline(ctx context.Context, silentSince, now time.Time) ([]
 	var events []storage.HostEvent
 	err := s.inSQLTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT host_id, hostname, last_seen FROM hosts
-			WHERE COALESCE(status, 'ONLINE') = 'ONLINE' AND last_seen < ?`, silentSince.UTC())
+			WHERE COALESCE(status, 'ONLINE') = 'ONLINE' AND last_seen < ? AND fork_of IS NULL`, silentSince.UTC())
 		if err != nil {
 			return err
 		}

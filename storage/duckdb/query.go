@@ -18,7 +18,8 @@ const (
 )
 
 // RegisterHost creates the host on first sight and updates its session fields after,
-// keeping first_seen from the first registration. last_seen never moves backwards.
+// keeping first_seen from the first registration. last_seen never moves backwards. A
+// fork's fork_of and fork_seq are written when its row is created and never change.
 func (s *Store) RegisterHost(ctx context.Context, h storage.Host) error {
 	if h.HostID == "" {
 		return errors.New("registering host: empty host id")
@@ -34,8 +35,8 @@ func (s *Store) RegisterHost(ctx context.Context, h storage.Host) error {
 	}
 	defer s.unlockWrite()
 	_, err := s.db.ExecContext(ctx, `INSERT INTO hosts
-			(host_id, hostname, os, arch, kernel, agent_version, protocol_version, watchers, first_seen, last_seen, cert_serial, cert_not_after)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			(host_id, hostname, os, arch, kernel, agent_version, protocol_version, watchers, first_seen, last_seen, cert_serial, cert_not_after, fork_of, fork_seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (host_id) DO UPDATE SET
 			hostname = excluded.hostname, os = excluded.os, arch = excluded.arch,
 			kernel = excluded.kernel, agent_version = excluded.agent_version,
@@ -43,7 +44,7 @@ func (s *Store) RegisterHost(ctx context.Context, h storage.Host) error {
 			last_seen = greatest(hosts.last_seen, excluded.last_seen),
 			cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after`,
 		h.HostID, h.Hostname, h.OS, h.Arch, h.Kernel, h.AgentVersion, h.ProtocolVersion, h.Watchers,
-		h.FirstSeen.UTC(), h.LastSeen.UTC(), h.CertSerial, storage.UTCPtr(h.CertNotAfter))
+		h.FirstSeen.UTC(), h.LastSeen.UTC(), h.CertSerial, storage.UTCPtr(h.CertNotAfter), nullIfEmpty(h.ForkOf), nullIfZero(h.ForkSeq))
 	if err != nil {
 		return fmt.Errorf("registering host %q: %w", h.HostID, err)
 	}
@@ -77,7 +78,7 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT h.host_id, h.hostname, h.os, h.arch, h.kernel,
 			h.agent_version, h.protocol_version, h.watchers, h.first_seen, h.last_seen,
 			COALESCE(c.head_seq, 0), COALESCE(h.cert_serial, ''), h.cert_not_after, COALESCE(h.status, 'ONLINE'),
-			COALESCE(h.degraded, '')
+			COALESCE(h.degraded, ''), COALESCE(h.fork_of, ''), COALESCE(h.fork_seq, 0)
 		FROM hosts AS h LEFT JOIN chain_heads AS c ON c.host_id = h.host_id
 		ORDER BY h.hostname, h.host_id`)
 	if err != nil {
@@ -88,7 +89,8 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	for rows.Next() {
 		var h storage.Host
 		if err := rows.Scan(&h.HostID, &h.Hostname, &h.OS, &h.Arch, &h.Kernel, &h.AgentVersion,
-			&h.ProtocolVersion, &h.Watchers, &h.FirstSeen, &h.LastSeen, &h.HeadSeq, &h.CertSerial, &h.CertNotAfter, &h.Status, &h.Degraded); err != nil {
+			&h.ProtocolVersion, &h.Watchers, &h.FirstSeen, &h.LastSeen, &h.HeadSeq, &h.CertSerial, &h.CertNotAfter, &h.Status,
+			&h.Degraded, &h.ForkOf, &h.ForkSeq); err != nil {
 			return nil, fmt.Errorf("listing hosts: %w", err)
 		}
 		h.FirstSeen, h.LastSeen, h.CertNotAfter = h.FirstSeen.UTC(), h.LastSeen.UTC(), storage.UTCPtr(h.CertNotAfter)
@@ -138,7 +140,8 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 const alertSelect = `SELECT COALESCE(e.alert_id::VARCHAR, ''), COALESCE(h.hostname, ''),
 		e.host_id, COALESCE(e.seq, 0), e.ts, COALESCE(e.tripwire_type, ''), COALESCE(e.rule_name, ''),
 		COALESCE(e.severity, ''), COALESCE(e.payload, ''), e.detail,
-		COALESCE(t.status, 'open'), COALESCE(t.status_by, ''), t.status_at, COALESCE(t.note, '')
+		COALESCE(t.status, 'open'), COALESCE(t.status_by, ''), t.status_at, COALESCE(t.note, ''),
+		COALESCE(h.fork_of, '')
 	` + alertFrom
 
 // alertFrom joins alert_rows AS e (the view of every alert: event entries and host
@@ -154,7 +157,7 @@ func (s *Store) scanAlert(rows interface{ Scan(...any) error }) (storage.Alert, 
 	var detail sql.NullString
 	var at sql.NullTime
 	if err := rows.Scan(&a.AlertID, &a.Host, &a.HostID, &a.Seq, &a.Timestamp, &a.TripwireType,
-		&a.RuleName, &a.Severity, &payload, &detail, &a.TriageStatus, &a.TriageBy, &at, &a.TriageNote); err != nil {
+		&a.RuleName, &a.Severity, &payload, &detail, &a.TriageStatus, &a.TriageBy, &at, &a.TriageNote, &a.ForkOf); err != nil {
 		return storage.Alert{}, err
 	}
 	a.Timestamp = a.Timestamp.UTC()

@@ -13,12 +13,13 @@ import (
 
 // MarkOffline marks the ONLINE hosts silent since before silentSince OFFLINE and
 // records an event for each. The UPDATE … RETURNING is atomic, so when several
-// collector replicas run it, each host is marked by exactly one.
+// collector replicas run it, each host is marked by exactly one. Forks are not hosts:
+// the switch leaves them be.
 func (s *Store) MarkOffline(ctx context.Context, silentSince, now time.Time) ([]storage.HostEvent, error) {
 	var events []storage.HostEvent
 	err := pgx.BeginFunc(ctx, s.pg, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `UPDATE hosts SET status = 'OFFLINE'
-			WHERE status = 'ONLINE' AND last_seen < $1 RETURNING host_id, hostname, last_seen`, silentSince.UTC())
+			WHERE status = 'ONLINE' AND last_seen < $1 AND fork_of IS NULL RETURNING host_id, hostname, last_seen`, silentSince.UTC())
 		if err != nil {
 			return err
 		}

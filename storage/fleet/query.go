@@ -20,7 +20,8 @@ const (
 )
 
 // RegisterHost creates the host on first sight and updates its session fields after,
-// keeping first_seen from the first registration. last_seen never moves backwards.
+// keeping first_seen from the first registration. last_seen never moves backwards. A
+// fork's fork_of and fork_seq are written when its row is created and never change.
 func (s *Store) RegisterHost(ctx context.Context, h storage.Host) error {
 	if h.HostID == "" {
 		return errors.New("registering host: empty host id")
@@ -32,8 +33,8 @@ func (s *Store) RegisterHost(ctx context.Context, h storage.Host) error {
 		h.FirstSeen = h.LastSeen
 	}
 	_, err := s.pg.Exec(ctx, `INSERT INTO hosts
-			(host_id, hostname, os, arch, kernel, agent_version, protocol_version, watchers, first_seen, last_seen, cert_serial, cert_not_after)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			(host_id, hostname, os, arch, kernel, agent_version, protocol_version, watchers, first_seen, last_seen, cert_serial, cert_not_after, fork_of, fork_seq)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (host_id) DO UPDATE SET
 			hostname = excluded.hostname, os = excluded.os, arch = excluded.arch,
 			kernel = excluded.kernel, agent_version = excluded.agent_version,
@@ -41,7 +42,7 @@ func (s *Store) RegisterHost(ctx context.Context, h storage.Host) error {
 			last_seen = greatest(hosts.last_seen, excluded.last_seen),
 			cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after`,
 		h.HostID, h.Hostname, h.OS, h.Arch, h.Kernel, h.AgentVersion, int64(h.ProtocolVersion), h.Watchers,
-		h.FirstSeen.UTC(), h.LastSeen.UTC(), h.CertSerial, storage.UTCPtr(h.CertNotAfter))
+		h.FirstSeen.UTC(), h.LastSeen.UTC(), h.CertSerial, storage.UTCPtr(h.CertNotAfter), nullIfEmpty(h.ForkOf), nullIfZero(h.ForkSeq))
 	if err != nil {
 		return fmt.Errorf("registering host %q: %w", h.HostID, err)
 	}
@@ -80,7 +81,8 @@ func (s *Store) Head(ctx context.Context, hostID string) (uint64, string, error)
 func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	rows, err := s.pg.Query(ctx, `SELECT h.host_id, h.hostname, h.os, h.arch, h.kernel,
 			h.agent_version, h.protocol_version, h.watchers, h.first_seen, h.last_seen,
-			COALESCE(c.head_seq, 0), h.cert_serial, h.cert_not_after, h.status, h.degraded
+			COALESCE(c.head_seq, 0), h.cert_serial, h.cert_not_after, h.status, h.degraded,
+			COALESCE(h.fork_of, ''), COALESCE(h.fork_seq, 0)
 		FROM hosts AS h LEFT JOIN chain_heads AS c ON c.host_id = h.host_id
 		ORDER BY h.hostname, h.host_id`)
 	if err != nil {
@@ -90,12 +92,13 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	var hosts []storage.Host
 	for rows.Next() {
 		var h storage.Host
-		var proto, head int64
+		var proto, head, forkSeq int64
 		if err := rows.Scan(&h.HostID, &h.Hostname, &h.OS, &h.Arch, &h.Kernel, &h.AgentVersion,
-			&proto, &h.Watchers, &h.FirstSeen, &h.LastSeen, &head, &h.CertSerial, &h.CertNotAfter, &h.Status, &h.Degraded); err != nil {
+			&proto, &h.Watchers, &h.FirstSeen, &h.LastSeen, &head, &h.CertSerial, &h.CertNotAfter, &h.Status, &h.Degraded,
+			&h.ForkOf, &forkSeq); err != nil {
 			return nil, fmt.Errorf("listing hosts: %w", err)
 		}
-		h.ProtocolVersion, h.HeadSeq = uint32(proto), uint64(head)
+		h.ProtocolVersion, h.HeadSeq, h.ForkSeq = uint32(proto), uint64(head), uint64(forkSeq)
 		h.FirstSeen, h.LastSeen, h.CertNotAfter = h.FirstSeen.UTC(), h.LastSeen.UTC(), storage.UTCPtr(h.CertNotAfter)
 		h.Status = storage.HostStatus(h.Status, h.Degraded)
 		hosts = append(hosts, h)
@@ -153,7 +156,7 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 func (s *Store) alerts(ctx context.Context, tail string, args ...any) ([]storage.Alert, error) {
 	rows, err := s.pg.Query(ctx, `SELECT a.alert_id::text, COALESCE(h.hostname, he.hostname, ''), a.host_id, a.seq, a.ts_ns,
 			COALESCE(a.tripwire_type, ''), COALESCE(a.rule_name, ''), COALESCE(a.severity, ''), c.hash, he.detail,
-			a.status, COALESCE(a.status_by, ''), a.status_at, COALESCE(a.status_note, '')
+			a.status, COALESCE(a.status_by, ''), a.status_at, COALESCE(a.status_note, ''), COALESCE(h.fork_of, '')
 		FROM alerts AS a
 		LEFT JOIN chain_entries AS c ON c.host_id = a.host_id AND c.seq = a.seq
 		LEFT JOIN host_events AS he ON a.seq IS NULL AND he.event_id = a.alert_id::text
@@ -171,7 +174,7 @@ func (s *Store) alerts(ctx context.Context, tail string, args ...any) ([]storage
 		var ns int64
 		var hash, detail *string
 		if err := rows.Scan(&a.AlertID, &a.Host, &a.HostID, &seq, &ns, &a.TripwireType, &a.RuleName, &a.Severity, &hash, &detail,
-			&a.TriageStatus, &a.TriageBy, &a.TriageAt, &a.TriageNote); err != nil {
+			&a.TriageStatus, &a.TriageBy, &a.TriageAt, &a.TriageNote, &a.ForkOf); err != nil {
 			rows.Close()
 			return nil, err
 		}

@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Hosts/EventAlerts", testHostEventAlerts},
 		{"Hosts/Health", testHostHealth},
 	}
+	cases = append(cases, forkCases()...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := open(t)

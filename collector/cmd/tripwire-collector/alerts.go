@@ -198,6 +198,9 @@ func formatAlert(a storage.Alert) string {
 	_ = json.Unmarshal(a.EventDetail, &d)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %-8s %-7s %-20s host=%s", a.Timestamp.Local().Format("15:04:05.000"), a.Severity, a.TripwireType, a.RuleName, a.Host)
+	if a.ForkOf != "" { // a chain kept beside the host's own: docs/adr/0014
+		fmt.Fprintf(&b, " FORK %s of %s", a.HostID, a.ForkOf)
+	}
 	if d.Op != "" {
 		fmt.Fprintf(&b, " %s %s", d.Op, d.Path)
 	}

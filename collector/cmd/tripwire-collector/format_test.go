@@ -20,6 +20,9 @@ func TestFormatAlertShowsEachKind(t *testing.T) {
 		{storage.Alert{Timestamp: ts, Severity: "CRITICAL", TripwireType: "PROCESS", RuleName: "netcat", Host: "web-1",
 			EventDetail: storage.RawJSON(`{"pid":42,"user":"nobody","exe":"/usr/bin/nc","cmdline":"nc -z 127.0.0.1 1","source":"ebpf"}`)},
 			[]string{"pid=42", "user=nobody", `cmd="nc -z 127.0.0.1 1"`, "[ebpf]"}},
+		{storage.Alert{Timestamp: ts, Severity: "WARN", TripwireType: "FILE", RuleName: "decoy", Host: "web-1", HostID: "f1", ForkOf: "h1",
+			EventDetail: storage.RawJSON(`{"op":"read","path":"/srv/decoy","pid":7}`)},
+			[]string{"host=web-1 FORK f1 of h1", "read /srv/decoy", "pid=7"}},
 		{storage.NewHostEvent("h1", "web-1", storage.HostOffline, ts, ts.Add(-time.Minute)).Alert(),
 			[]string{"CRITICAL", "HOST", "dead-man", "went silent"}},
 	} {
