@@ -132,6 +132,8 @@ func (ss *session) confirm(ctx context.Context) error {
 // showing that an agent whose chain was a prefix of the stored one has written past it
 // starts the fork.
 func (ss *session) heartbeat(ctx context.Context, hb *tripwirev1.Heartbeat) error {
+	ss.s.metrics.BacklogChanged(float64(hb.GetQueueDepth()) - float64(ss.backlog))
+	ss.backlog = hb.GetQueueDepth()
 	switch {
 	case ss.confirmed:
 		if err := ss.s.store.TouchHost(ctx, ss.chain.id, ss.s.now().UTC()); err != nil {

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tripwire-project/tripwire/agent/transport"
 	"github.com/tripwire-project/tripwire/collector/pki"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
@@ -114,4 +116,37 @@ func wantStatus(t *testing.T, s storage.Store, hostID, want string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("host %s never became %s: %s", hostID, want, fmt.Sprint(got))
+}
+
+// TestBacklogFollowsHeartbeats: the backlog metric is the queue depth the agents of
+// open streams last reported, and a stream that ends takes its share with it.
+func TestBacklogFollowsHeartbeats(t *testing.T) {
+	f := newFixture(t)
+	a := f.connect(t, "web-8")
+	b := f.connect(t, "web-9")
+	beat := func(s *agentStream, depth uint64) {
+		t.Helper()
+		if err := s.stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Heartbeat{Heartbeat: &tripwirev1.Heartbeat{QueueDepth: depth}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantBacklog := func(want float64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for testutil.ToFloat64(f.metrics.Backlog) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("backlog = %v, want %v", testutil.ToFloat64(f.metrics.Backlog), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	beat(a, 40)
+	beat(b, 2)
+	wantBacklog(42)
+	beat(a, 10)
+	wantBacklog(12)
+	if err := a.stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	wantBacklog(2)
 }

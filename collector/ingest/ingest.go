@@ -122,6 +122,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 			AgentVersion: reg.GetAgentVersion(), ProtocolVersion: reg.GetProtocolVersion(),
 			Watchers: string(watchers), CertSerial: serial, CertNotAfter: notAfter,
 		}}
+	defer func() { s.metrics.BacklogChanged(-float64(sess.backlog)) }()
 	// The stored chain is a prefix of any honest agent's: it only ever holds what the
 	// agent fsynced and sent. A shorter or different agent chain departs from it (a
 	// wiped, truncated or rewritten log, or a certificate used by two agents): it is
@@ -291,6 +292,9 @@ type session struct {
 	// session's chain.
 	watchers []*tripwirev1.WatcherStatus
 	health   health
+	// backlog is the agent's last reported queue depth, counted in the backlog metric
+	// until the session ends.
+	backlog uint64
 }
 
 func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*tripwirev1.StreamResponse, error) {

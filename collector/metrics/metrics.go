@@ -25,6 +25,7 @@ type Collector struct {
 	AgentStreams    prometheus.Gauge
 	Registrations   prometheus.Counter
 	ProtocolRefused prometheus.Counter
+	Backlog         prometheus.Gauge
 }
 
 // New registers the collector's metrics with reg.
@@ -60,7 +61,19 @@ func New(reg prometheus.Registerer) *Collector {
 			Name: "tripwire_collector_agent_protocol_refused_total",
 			Help: "Agent sessions refused for an unsupported protocol version.",
 		}),
+		Backlog: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tripwire_collector_agent_backlog_entries",
+			Help: "Chain entries that the agents of open streams hold and the collector has not acked, as their last heartbeats said: what a store outage leaves waiting on the hosts.",
+		}),
 	}
+}
+
+// BacklogChanged adds delta to the agents' backlog.
+func (c *Collector) BacklogChanged(delta float64) {
+	if c == nil || delta == 0 {
+		return
+	}
+	c.Backlog.Add(delta)
 }
 
 // BatchStored records a stored, acked batch of n entries that took seconds to store.
