@@ -28,6 +28,8 @@ type apiAlert struct {
 	TriageBy     string          `json:"triage_by"`
 	TriageAt     *time.Time      `json:"triage_at"`
 	EventDetail  json.RawMessage `json:"event_detail"`
+	// ForkOf is set on an alert of a fork: the chain (host id) it departs from.
+	ForkOf string `json:"fork_of"`
 }
 
 // eventDetail holds the event fields an alerts frame flattens into columns.
@@ -46,6 +48,8 @@ type eventDetail struct {
 	SrcPort   *int64 `json:"src_port"`
 	DstPort   *int64 `json:"dst_port"`
 	Source    string `json:"source"`
+	// Message is what a HOST alert (raised by the collector) says.
+	Message string `json:"message"`
 }
 
 // alertFilterParams turns a query's filters into the collector's query parameters; only
@@ -125,6 +129,8 @@ func newAlertsFrame(name string) *data.Frame {
 		num("dst_port", "Port"),
 		str("protocol", "Protocol"),
 		str("source", "Seen by"),
+		str("message", "Message"),
+		str("fork_of", "Fork of"),
 		str("triage_by", "Triaged by"),
 		data.NewField("triage_at", nil, []*time.Time{}).SetConfig(&data.FieldConfig{DisplayName: "Triaged at"}),
 		str("alert_id", "Alert id"),
@@ -151,7 +157,7 @@ func appendAlert(f *data.Frame, a apiAlert) {
 	seq := int64(a.Seq)
 	f.AppendRow(a.Timestamp.UTC(), a.Host, a.TripwireType, a.RuleName, a.Severity, status,
 		d.PID, d.PPID, d.UID, d.User, d.Exe, d.Cmdline, d.Path, d.Op, d.SrcIP, d.SrcPort, d.DstPort,
-		d.Protocol, d.Source, a.TriageBy, a.TriageAt, a.AlertID, a.HostID, &seq,
+		d.Protocol, d.Source, d.Message, a.ForkOf, a.TriageBy, a.TriageAt, a.AlertID, a.HostID, &seq,
 		alertText(a, d), strings.Join([]string{a.TripwireType, a.Severity, a.RuleName, a.Host}, ","))
 }
 
@@ -180,6 +186,12 @@ func alertText(a apiAlert, d eventDetail) string {
 			}
 			b.WriteString(")")
 		}
+	}
+	if d.Message != "" {
+		b.WriteString(": " + d.Message)
+	}
+	if a.ForkOf != "" {
+		fmt.Fprintf(&b, " [fork %s of %s]", a.HostID, a.ForkOf)
 	}
 	return b.String()
 }
