@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Hosts/CertsAndRevocation", testCertsAndRevocation},
 		{"Hosts/DeadMan", testDeadMan},
 	}
+	cases = append(cases, enrolCases...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := open(t)
