@@ -124,19 +124,21 @@ func (s *Signer) Reload() error {
 }
 
 // CheckAgentCertValidity checks a validity for the certificates signed for agents
-// against the CA that signs them, at now: positive, and ending before the CA does. The
-// error is an *InvalidFieldError.
+// against the CA that signs them, at now: positive, at least a minute, and ending before
+// the CA does (not checked when ca is nil). The error is an *InvalidFieldError.
 func CheckAgentCertValidity(validity time.Duration, ca *x509.Certificate, now time.Time) error {
 	bad := func(reason string) error {
 		return &InvalidFieldError{Field: "agent certificate validity", Value: validity.String(), Reason: reason}
 	}
-	switch left := ca.NotAfter.Sub(now); {
+	switch {
 	case validity <= 0:
 		return bad("must be positive")
 	case validity < time.Minute:
 		return bad("must be at least 1m: agents renew on their 5 s heartbeat, once two thirds of the lifetime have passed")
-	case validity >= left:
-		return bad(fmt.Sprintf("must be shorter than the CA's remaining life (%s, until %s)", left.Round(time.Hour), ca.NotAfter.UTC().Format(time.RFC3339)))
+	case ca == nil:
+	case validity >= ca.NotAfter.Sub(now):
+		return bad(fmt.Sprintf("must be shorter than the CA's remaining life (%s, until %s)",
+			ca.NotAfter.Sub(now).Round(time.Hour), ca.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	return nil
 }
