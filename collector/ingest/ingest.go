@@ -45,6 +45,7 @@ type Server struct {
 	version  string
 	now      func() time.Time
 	metrics  *metrics.Collector
+	renewal  *renewal // renew.go; nil: renewals refused
 
 	integrityMu sync.Mutex
 	integrityAt map[string]time.Time // host id → last integrity event raised
@@ -97,15 +98,15 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		hostname = reg.GetHost().GetHostname()
 	}
 	var (
-		serial   string
-		notAfter *time.Time
+		serial              string
+		notBefore, notAfter *time.Time
 	)
 	if s.peerCert != nil {
 		cert, err := s.peerCert(ctx)
 		if err != nil {
 			return status.Errorf(codes.Unauthenticated, "reading the agent's certificate: %v", err)
 		}
-		serial, notAfter = pki.SerialHex(cert), &cert.NotAfter
+		serial, notBefore, notAfter = pki.SerialHex(cert), &cert.NotBefore, &cert.NotAfter
 		if err := s.revokedErr(serial); err != nil {
 			log.Warn("refusing a revoked certificate", "serial", serial)
 			return err
@@ -118,7 +119,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		OS: reg.GetHost().GetOs(), Arch: reg.GetHost().GetArch(), Kernel: reg.GetHost().GetKernel(),
 		AgentVersion: reg.GetAgentVersion(), ProtocolVersion: reg.GetProtocolVersion(),
 		Watchers: string(watchers), FirstSeen: now, LastSeen: now,
-		CertSerial: serial, CertNotAfter: notAfter,
+		CertSerial: serial, CertNotBefore: notBefore, CertNotAfter: notAfter,
 	}); err != nil {
 		log.Error("registering host", "err", err)
 		return status.Errorf(codes.Unavailable, "storing host registration: %v", err)
@@ -163,6 +164,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 	}()
 
 	sess := &session{s: s, hostID: hostID, hostname: hostname, head: head, headHash: headHash, log: log}
+	renewed := false // renew.go: one renewal per stream
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -193,6 +195,10 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 				return status.Errorf(codes.Unavailable, "recording heartbeat: %v", err)
 			}
 			s.markOnline(ctx, hostID, log)
+		case *tripwirev1.StreamRequest_Renew:
+			if err := s.renewCert(ctx, m.Renew, &renewed, send, log); err != nil {
+				return err
+			}
 		case *tripwirev1.StreamRequest_Register:
 			return status.Error(codes.FailedPrecondition, "Register sent twice on one stream")
 		default:
