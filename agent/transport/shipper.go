@@ -63,6 +63,8 @@ type Options struct {
 	// OnRules receives each central rule set the collector pushes, on the stream's
 	// receiving goroutine: it must return promptly (hand the work off).
 	OnRules func(*tripwirev1.RuleSet)
+	// Renewer, if set, renews the certificate over the stream when due (renew.go).
+	Renewer Renewer
 }
 
 // Shipper streams a chain to the collector. Run it once; Status is safe to call
@@ -77,6 +79,7 @@ type Shipper struct {
 	hostID     atomic.Value // string
 	lastErr    atomic.Value // string
 	reconnect  chan struct{}
+	renewal    renewState // renew.go
 }
 
 // Status is the shipper's state for /healthz.
@@ -303,6 +306,9 @@ func (s *Shipper) session(ctx context.Context, client tripwirev1.IngestServiceCl
 				if rs := m.Command.GetRules(); rs != nil && s.opts.OnRules != nil {
 					s.opts.OnRules(rs)
 				}
+				if r := m.Command.GetRenewed(); r != nil {
+					s.renewed(r)
+				}
 			}
 		}
 	}()
@@ -322,6 +328,9 @@ func (s *Shipper) session(ctx context.Context, client tripwirev1.IngestServiceCl
 func (s *Shipper) sendLoop(ctx context.Context, stream tripwirev1.IngestService_StreamClient, cursor *atomic.Uint64, kick <-chan struct{}) error {
 	heartbeat := time.NewTicker(s.opts.Heartbeat)
 	defer heartbeat.Stop()
+	if err := s.requestRenewal(stream, true); err != nil {
+		return err
+	}
 	for {
 		// Send everything available within the window.
 		for {
@@ -360,6 +369,9 @@ func (s *Shipper) sendLoop(ctx context.Context, stream tripwirev1.IngestService_
 				Time: timestamppb.Now(), Head: &tripwirev1.ChainHead{Seq: seq, Hash: hash}, QueueDepth: seq - min(s.chain.Acked(), seq),
 			}}}); err != nil {
 				return fmt.Errorf("sending heartbeat: %w", err)
+			}
+			if err := s.requestRenewal(stream, false); err != nil {
+				return err
 			}
 		}
 	}

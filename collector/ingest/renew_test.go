@@ -1,14 +1,19 @@
 package ingest_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,9 +25,12 @@ import (
 	"github.com/tripwire-project/tripwire/collector/live"
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/internal/pemfile"
+	"github.com/tripwire-project/tripwire/proto/batch"
+	"github.com/tripwire-project/tripwire/proto/chain"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 	"github.com/tripwire-project/tripwire/storage"
 	"github.com/tripwire-project/tripwire/storage/duckdb"
+	"github.com/tripwire-project/tripwire/storage/storetest"
 )
 
 // renewFixture is a collector ingest service that checks certificates and renews them
@@ -219,5 +227,199 @@ func TestRenewalRefusals(t *testing.T) {
 	}
 	if res := renew(t, noCA.open(t, hc3), csrOf(t, hc3.KeyFile)); !strings.Contains(res.GetError(), "does not sign certificates") {
 		t.Errorf("collector without a signer: %+v", res)
+	}
+}
+
+// memChain is an agent's chain in memory: the shipper's queue, for a test of the
+// shipper against the real collector.
+type memChain struct {
+	mu       sync.Mutex
+	entries  []batch.Entry
+	acked    uint64
+	builder  *storetest.Chain
+	appended chan struct{}
+}
+
+func newMemChain() *memChain {
+	return &memChain{builder: storetest.NewChain(), appended: make(chan struct{}, 1)}
+}
+
+func (m *memChain) add() {
+	m.mu.Lock()
+	m.entries = append(m.entries, m.builder.Event(time.Now().UTC(), chain.Event{Type: chain.TypeFile, Rule: "decoy", Severity: chain.SeverityWarn, Path: "/srv/decoy", Op: "read", PID: int32(len(m.entries) + 1)}))
+	m.mu.Unlock()
+	select {
+	case m.appended <- struct{}{}:
+	default:
+	}
+}
+
+func (m *memChain) Head() (uint64, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.entries) == 0 {
+		return 0, ""
+	}
+	e := m.entries[len(m.entries)-1]
+	return e.Seq, e.Hash
+}
+
+func (m *memChain) ReadFrom(seq uint64, max int) ([]batch.Entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if seq == 0 || seq > uint64(len(m.entries)) {
+		return nil, nil
+	}
+	end := min(int(seq-1)+max, len(m.entries))
+	return slices.Clone(m.entries[seq-1 : end]), nil
+}
+
+func (m *memChain) Acked() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.acked
+}
+
+func (m *memChain) SetAcked(seq uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.acked = max(m.acked, seq)
+	return nil
+}
+
+func (m *memChain) Appended() <-chan struct{} { return m.appended }
+
+// The real shipper renews a short certificate over its stream before it expires: the
+// file on disk changes (new serial, same key, same host id), the collector records the
+// new serial, and the events written across the renewal are all stored, once.
+func TestShipperRenewsOverTheStream(t *testing.T) {
+	f := newRenewFixture(t, time.Hour, true)
+	hc, err := pki.Issue(f.pkiDir, "short-01", pki.IssueOptions{Validity: 6 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyBefore, err := os.ReadFile(hc.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := transport.LoadClientTLS(hc.CAFile, hc.CertFile, hc.KeyFile, "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ch := newMemChain()
+	sh := transport.New(ch, transport.Options{
+		Address: f.addr, TLS: cl.Config(), Hostname: "short-01", Version: "test", Renewer: cl,
+		Heartbeat: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sh.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shipper: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("shipper log:\n%s", logs.String())
+		}
+	}()
+
+	// Events keep coming while the certificate is renewed.
+	stopWriting := make(chan struct{})
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for {
+			ch.add()
+			select {
+			case <-stopWriting:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	var renewed *x509.Certificate
+	waitUntil(t, 15*time.Second, "the certificate file to change", func() bool {
+		certs, err := pemfile.ReadCertificates("certificate", hc.CertFile)
+		if err == nil && pki.SerialHex(certs[0]) != hc.Serial {
+			renewed = certs[0]
+			return true
+		}
+		return false
+	})
+	if time.Now().After(hc.NotAfter) {
+		t.Errorf("renewed at %v, after the old certificate expired (%v)", time.Now(), hc.NotAfter)
+	}
+	if id, name, err := pki.HostIdentity(renewed); err != nil || id != hc.HostID || name != "short-01" {
+		t.Errorf("renewed identity %q %q %v, want host id %s", id, name, err, hc.HostID)
+	}
+	if keyAfter, err := os.ReadFile(hc.KeyFile); err != nil || !bytes.Equal(keyAfter, keyBefore) {
+		t.Error("the key file changed")
+	}
+	if !renewed.PublicKey.(*ecdsa.PublicKey).Equal(hc.Certificate.PublicKey) {
+		t.Error("the renewed certificate is for another key")
+	}
+	waitUntil(t, 10*time.Second, "the collector to record the new serial", func() bool {
+		hosts, err := f.store.Hosts(t.Context())
+		return err == nil && len(hosts) == 1 && hosts[0].CertSerial == pki.SerialHex(renewed) &&
+			hosts[0].CertNotBefore != nil && hosts[0].CertNotBefore.Equal(renewed.NotBefore)
+	})
+	// Events written after the new registration are acked over the new connection.
+	after, _ := ch.Head()
+	waitUntil(t, 10*time.Second, "events after the renewal to be acked", func() bool { return ch.Acked() > after })
+	close(stopWriting)
+	<-written
+	head, _ := ch.Head()
+	waitUntil(t, 10*time.Second, "every event acked", func() bool { return ch.Acked() == head })
+	alerts, err := f.store.Alerts(t.Context(), storage.AlertFilter{Host: hc.HostID, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]int{}
+	for _, a := range alerts {
+		seen[a.Seq]++
+	}
+	for seq := uint64(1); seq <= head; seq++ {
+		if seen[seq] != 1 {
+			t.Errorf("event seq %d stored %d times, want once", seq, seen[seq])
+		}
+	}
+	if len(alerts) != int(head) {
+		t.Errorf("%d alerts for %d events", len(alerts), head)
+	}
+	if st := sh.RenewalStatus(); st.LastRenewedAt.IsZero() || st.LastError != "" || !st.RenewAfter.Equal(transport.RenewAfter(renewed)) {
+		t.Errorf("RenewalStatus = %+v", st)
+	}
+	if !strings.Contains(logs.String(), "certificate renewed") {
+		t.Error("the shipper did not log the renewal")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
