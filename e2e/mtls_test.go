@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,7 @@ func TestCollectorRefusesUntrustedClients(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("protocol 99: err = %v, want FailedPrecondition", err)
 	}
-	if msg := status.Convert(err).Message(); !strings.Contains(msg, "version 99") || !strings.Contains(msg, "[1]") {
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "version 99") || !strings.Contains(msg, fmt.Sprint(tripwirev1.SupportedProtocolVersions)) {
 		t.Errorf("message %q does not name both versions", msg)
 	}
 }
