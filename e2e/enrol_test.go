@@ -25,15 +25,21 @@ import (
 // tokenRE finds a join token in `pki token` output.
 var tokenRE = regexp.MustCompile(`tw1\.[0-9a-f]{16}\.[A-Za-z0-9_-]{43}\.[0-9a-f]{64}`)
 
-// withEnrolment rewrites the collector's config to serve enrolment on a free address,
-// with extra keys for its pki section, and returns that address.
-func (e *env) withEnrolment(pkiExtra string) string {
+// startEnrolling starts the collector serving enrolment, with extra keys for its pki
+// section, and returns the enrolment address. The listener takes port 0, so that no
+// other process can take its port between choosing and binding it; the address comes
+// from the collector's start line.
+func (e *env) startEnrolling(pkiExtra string) string {
 	e.t.Helper()
-	addr := freeAddr(e.t)
 	writeFile(e.t, filepath.Join(e.dir, "collector.yaml"), fmt.Sprintf(
-		"listen: {grpc: %q, http: %q, enroll: %q}\npki: {dir: pki%s}\nstorage: {duckdb: data/tripwire.duckdb}\napi: {tokens: [%s]}\n",
-		e.grpcAddr, e.httpAddr, addr, pkiExtra, e.token))
-	return addr
+		"listen: {grpc: %q, http: %q, enroll: \"127.0.0.1:0\"}\npki: {dir: pki%s}\nstorage: {duckdb: data/tripwire.duckdb}\napi: {tokens: [%s]}\n",
+		e.grpcAddr, e.httpAddr, pkiExtra, e.token))
+	e.startCollector()
+	m := regexp.MustCompile(`msg="collector serving" .*enroll=(127\.0\.0\.1:\d+)`).FindStringSubmatch(e.collectorLog())
+	if m == nil {
+		e.t.Fatalf("no enrolment address in the collector's log:\n%s", e.collectorLog())
+	}
+	return m[1]
 }
 
 // joinToken runs `pki token` and returns its output and the token.
@@ -69,8 +75,7 @@ func (e *env) collectorLog() string {
 func TestEnrolWithJoinToken(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	enrollAddr := e.withEnrolment("")
-	e.startCollector()
+	enrollAddr := e.startEnrolling("")
 
 	out, tok := e.joinToken("--host", "enrolled-01")
 	if want := "tripwire enroll --collector " + enrollAddr + " --token " + tok; !strings.Contains(out, want) {
@@ -179,8 +184,7 @@ func TestEnrolWithJoinToken(t *testing.T) {
 func TestShortCertificateRenewedOverStream(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	e.withEnrolment(", agent_cert_validity: 1h")
-	e.startCollector()
+	e.startEnrolling(", agent_cert_validity: 1h")
 	decoy, cfg, hz := e.decoyAgentConfig("renew-01", "WARN")
 	hostDir := filepath.Join(e.dir, "pki", "renew-01")
 	if out, err := run(t, "tripwire-collector", "pki", "issue", "--dir", filepath.Join(e.dir, "pki"), "--host", "renew-01", "--validity", "45s"); err != nil {

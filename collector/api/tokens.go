@@ -25,8 +25,8 @@ const (
 type EnrolOptions struct {
 	// CACertificate returns the CA that signs enrolled hosts; tokens pin it.
 	CACertificate func() *x509.Certificate
-	// Address is the enrolment listener's address as configured (listen.enroll), for
-	// the enrol command the CLI prints.
+	// Address is the enrolment listener's address (listen.enroll, with the port it was
+	// given when the config says 0), for the enrol command the CLI prints.
 	Address string
 }
 
@@ -39,7 +39,8 @@ type TokenResponse struct {
 	HostID    string    `json:"host_id"`
 	ExpiresAt time.Time `json:"expires_at"`
 	CreatedBy string    `json:"created_by"`
-	// EnrollAddress is listen.enroll; CASHA256 the CA's pin, as the token carries it.
+	// EnrollAddress is the enrolment listener's address; CASHA256 the CA's pin, as the
+	// token carries it.
 	EnrollAddress string `json:"enroll_address"`
 	CASHA256      string `json:"ca_sha256"`
 }

@@ -199,7 +199,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	var enrolOpts *api.EnrolOptions
 	if s.enrollL != nil {
-		enrolOpts = &api.EnrolOptions{CACertificate: s.signer.CACertificate, Address: s.cfg.Listen.Enroll}
+		enrolOpts = &api.EnrolOptions{CACertificate: s.signer.CACertificate, Address: s.EnrollAddr()}
 	}
 	hs := &http.Server{
 		Handler: api.New(api.Options{
