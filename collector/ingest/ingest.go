@@ -164,7 +164,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 	}()
 
 	sess := &session{s: s, hostID: hostID, hostname: hostname, head: head, headHash: headHash, log: log}
-	renewed := false // renew.go: one renewal per stream
+	var renewedAt time.Time // renew.go: this stream's last renewal
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -196,7 +196,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 			}
 			s.markOnline(ctx, hostID, log)
 		case *tripwirev1.StreamRequest_Renew:
-			if err := s.renewCert(ctx, m.Renew, &renewed, send, log); err != nil {
+			if err := s.renewCert(ctx, m.Renew, &renewedAt, send, log); err != nil {
 				return err
 			}
 		case *tripwirev1.StreamRequest_Register:

@@ -26,18 +26,23 @@ func (s *Server) RenewWith(signer *pki.Signer, m *metrics.Enrolment) {
 	s.renewal = &renewal{signer: signer, metrics: m}
 }
 
+// renewSpacing is the least time between two renewals on one stream. An agent
+// reconnects with its new certificate at once, so a second request on the same stream
+// comes only from an agent that could not install the first (it asks again after a
+// second to five minutes), or from one misbehaving; this bounds what the latter costs.
+const renewSpacing = time.Minute
+
 // renewCert answers one RenewRequest with a RenewResult: a certificate, or why there is
 // none. A refusal does not end the stream (the agent still ships its events); only a
-// failed send does. renewed is the stream's: one renewal per stream, since the agent
-// reconnects with the new certificate at once.
-func (s *Server) renewCert(ctx context.Context, req *tripwirev1.RenewRequest, renewed *bool, send func(*tripwirev1.StreamResponse) error, log *slog.Logger) error {
-	res := s.renewResult(ctx, req, renewed, log)
+// failed send does. renewedAt is the stream's last renewal.
+func (s *Server) renewCert(ctx context.Context, req *tripwirev1.RenewRequest, renewedAt *time.Time, send func(*tripwirev1.StreamResponse) error, log *slog.Logger) error {
+	res := s.renewResult(ctx, req, renewedAt, log)
 	return send(&tripwirev1.StreamResponse{Msg: &tripwirev1.StreamResponse_Command{Command: &tripwirev1.Command{
 		Cmd: &tripwirev1.Command_Renewed{Renewed: res},
 	}}})
 }
 
-func (s *Server) renewResult(ctx context.Context, req *tripwirev1.RenewRequest, renewed *bool, log *slog.Logger) *tripwirev1.RenewResult {
+func (s *Server) renewResult(ctx context.Context, req *tripwirev1.RenewRequest, renewedAt *time.Time, log *slog.Logger) *tripwirev1.RenewResult {
 	var m *metrics.Enrolment
 	if s.renewal != nil {
 		m = s.renewal.metrics
@@ -63,8 +68,9 @@ func (s *Server) renewResult(ctx context.Context, req *tripwirev1.RenewRequest, 
 	if reason, revoked := s.revoked.Reason(serial); revoked {
 		return refuse(metrics.ResultRefused, fmt.Sprintf("the certificate (serial %s) is revoked (%s): it is not renewed", serial, reason))
 	}
-	if *renewed {
-		return refuse(metrics.ResultRefused, "the certificate was already renewed on this stream: reconnect with the new one")
+	if since := s.now().Sub(*renewedAt); since < renewSpacing {
+		return refuse(metrics.ResultRefused, fmt.Sprintf("a certificate was renewed on this stream %s ago: reconnect with it, or ask again in %s",
+			since.Round(time.Second), (renewSpacing-since).Round(time.Second)))
 	}
 	csr, err := pki.ParseCSR(req.GetCsrDer())
 	if err == nil {
@@ -83,7 +89,7 @@ func (s *Server) renewResult(ctx context.Context, req *tripwirev1.RenewRequest, 
 		m.Renewed(metrics.ResultError)
 		return &tripwirev1.RenewResult{Error: "the collector could not sign the certificate; the agent will ask again"}
 	}
-	*renewed = true
+	*renewedAt = s.now()
 	log.Info("certificate renewed", "new_serial", pki.SerialHex(signed.Certificate),
 		"old_not_after", cert.NotAfter.UTC().Format(time.RFC3339), "not_after", signed.Certificate.NotAfter.UTC().Format(time.RFC3339))
 	m.Renewed(metrics.ResultOK)
