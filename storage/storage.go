@@ -5,6 +5,7 @@ package storage
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"time"
 
@@ -100,6 +101,20 @@ type Store interface {
 	// Revoked returns every revoked certificate, by serial.
 	Revoked(ctx context.Context) ([]RevokedCert, error)
 
+	// AddJoinToken records a new enrolment token; an id already recorded is an error.
+	AddJoinToken(ctx context.Context, t JoinToken) error
+	// RedeemJoinToken spends token id, if secretSHA256 is the SHA-256 of its secret and
+	// it is neither spent nor expired at now, recording now and from (the address the
+	// enrolling host came from), and returns the token as spent. It is one conditional
+	// update, so that of concurrent redeems of one token, on any number of collector
+	// replicas, exactly one succeeds. A refused redeem changes nothing and returns an
+	// error wrapping ErrTokenUnknown, ErrTokenSecret, ErrTokenSpent or ErrTokenExpired,
+	// checked in that order.
+	RedeemJoinToken(ctx context.Context, id, secretSHA256 string, now time.Time, from string) (JoinToken, error)
+	// JoinTokens returns every token, spent and expired ones included (they stay for
+	// audit), newest first.
+	JoinTokens(ctx context.Context) ([]JoinToken, error)
+
 	// Close releases the store.
 	Close() error
 }
@@ -117,10 +132,12 @@ type Host struct {
 	FirstSeen       time.Time `json:"first_seen"`
 	LastSeen        time.Time `json:"last_seen"`
 	HeadSeq         uint64    `json:"head_seq"`
-	// CertSerial and CertNotAfter name the certificate the host last registered with
-	// (serial in lowercase hex).
-	CertSerial   string     `json:"cert_serial"`
-	CertNotAfter *time.Time `json:"cert_not_after"`
+	// CertSerial, CertNotBefore and CertNotAfter name the certificate the host last
+	// registered with (serial in lowercase hex). CertNotBefore is nil for a host last
+	// registered by a collector older than the column.
+	CertSerial    string     `json:"cert_serial"`
+	CertNotBefore *time.Time `json:"cert_not_before"`
+	CertNotAfter  *time.Time `json:"cert_not_after"`
 	// Status is HostOffline once the dead-man switch found the host silent, else
 	// HostDegraded while Degraded is set, else HostOnline.
 	Status string `json:"status"`
@@ -149,11 +166,12 @@ const (
 	// TruncationEvent).
 	HostIntegrity = "INTEGRITY"
 	// HostCertExpiry is an event kind only: the host's certificate expires within
-	// CertExpiryWarning.
+	// CertExpiryWarning and its renewal is overdue (CertExpiryEvent).
 	HostCertExpiry = "CERT_EXPIRY"
 )
 
-// CertExpiryWarning is how long before a host certificate expires it raises a WARN.
+// CertExpiryWarning is how long before a host certificate expires it may raise a WARN
+// (CertExpiryEvent).
 const CertExpiryWarning = 30 * 24 * time.Hour
 
 // HostEvent is something the collector itself raises about a host: it went silent
@@ -178,6 +196,74 @@ type RevokedCert struct {
 	Hostname  string    `json:"hostname"`
 	RevokedAt time.Time `json:"revoked_at"`
 	Reason    string    `json:"reason"`
+}
+
+// JoinToken is a one-time enrolment token as the store keeps it: the SHA-256 of its
+// secret, never the secret. It names the host it enrols and the new host id it gives;
+// spent and expired tokens stay, for audit.
+type JoinToken struct {
+	// ID names the token (16 lowercase hex characters, proto/jointoken).
+	ID string `json:"id"`
+	// SecretSHA256 is the lowercase hex SHA-256 of the secret's text.
+	SecretSHA256 string `json:"-"`
+	// Hostname is the host name the certificate will carry; HostID the host id, a new
+	// UUID per token.
+	Hostname string `json:"hostname"`
+	HostID   string `json:"host_id"`
+	// CreatedBy is who asked for the token (the API subject).
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// UsedAt and UsedFrom say when, and from which address, the token was redeemed;
+	// UsedAt is nil while it is unused.
+	UsedAt   *time.Time `json:"used_at"`
+	UsedFrom string     `json:"used_from"`
+}
+
+// Join token states, as State reports them.
+const (
+	TokenUnused  = "unused"
+	TokenUsed    = "used"
+	TokenExpired = "expired"
+)
+
+// State says whether the token was used, has expired unused, or can still be used at now.
+func (t JoinToken) State(now time.Time) string {
+	switch {
+	case t.UsedAt != nil:
+		return TokenUsed
+	case !now.Before(t.ExpiresAt):
+		return TokenExpired
+	}
+	return TokenUnused
+}
+
+// Errors of RedeemJoinToken, one per reason a token is refused. The enrolment service
+// logs which; the host is told only that the token was refused.
+var (
+	ErrTokenUnknown = errors.New("no such join token")
+	ErrTokenSecret  = errors.New("join token secret does not match")
+	ErrTokenSpent   = errors.New("join token already used")
+	ErrTokenExpired = errors.New("join token expired")
+)
+
+// TokenRefusal says, for a backend, why RedeemJoinToken refused a token: t is the token
+// as stored (found is false when there is none), secretSHA256 and now what the redeem
+// was given. It returns one of the ErrToken errors, in the documented order.
+func TokenRefusal(t JoinToken, found bool, secretSHA256 string, now time.Time) error {
+	switch {
+	case !found:
+		return ErrTokenUnknown
+	case subtle.ConstantTimeCompare([]byte(t.SecretSHA256), []byte(secretSHA256)) != 1:
+		return ErrTokenSecret
+	case t.UsedAt != nil:
+		return ErrTokenSpent
+	case !now.Before(t.ExpiresAt):
+		return ErrTokenExpired
+	}
+	// The conditional update and this reading disagree only at the very instant of
+	// expiry, where the store's clock resolution rounds now.
+	return ErrTokenExpired
 }
 
 // Alert is an event entry of a chain, a tripwire that fired, or an event the collector

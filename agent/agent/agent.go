@@ -149,7 +149,7 @@ func New(cfg *config.Config, logger *slog.Logger) (_ *Agent, err error) {
 		Address: cfg.Collector.Address, TLS: a.tls.Config(), Hostname: cfg.Host,
 		Version: version.Version, Kernel: kernelRelease(),
 		Watchers: a.watcherStatus, Logger: logger.With("component", "shipper"),
-		OnRules: a.onRules,
+		OnRules: a.onRules, Renewer: a.tls,
 	})
 	return a, nil
 }
@@ -434,7 +434,28 @@ func (a *Agent) report() healthz.Report {
 		r.Status = "degraded"
 		r.AuditError = msg
 	}
+	if r.Certificate = a.certificateReport(); r.Certificate.RenewalOverdue {
+		r.Status = "degraded"
+	}
 	return r
+}
+
+// certificateReport describes the client certificate in use and its renewal.
+func (a *Agent) certificateReport() *healthz.CertificateReport {
+	c := a.tls.Certificate()
+	rs := a.shipper.RenewalStatus()
+	life := c.NotAfter.Sub(c.NotBefore)
+	cr := &healthz.CertificateReport{
+		Serial: c.SerialNumber.Text(16), NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
+		RenewAfter: transport.RenewAfter(c).UTC(), RenewalError: rs.LastError,
+		// The collector warns at the same point (storage.CertExpiryEvent).
+		RenewalOverdue: time.Until(c.NotAfter) < life/4,
+	}
+	if !rs.LastRenewedAt.IsZero() {
+		t := rs.LastRenewedAt.UTC()
+		cr.LastRenewedAt = &t
+	}
+	return cr
 }
 
 func serverName(c config.Collector) string {

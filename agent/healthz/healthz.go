@@ -1,6 +1,6 @@
 // Package healthz serves the agent's /healthz on a loopback address: whether it is
-// running, how far behind its shipping is, when it last raised an alert, and how each
-// watcher runs. It is unauthenticated, so it says nothing an attacker on the host could
+// running, how far behind its shipping is, when it last raised an alert, how each
+// watcher runs, and when its certificate expires and is renewed. It is unauthenticated, so it says nothing an attacker on the host could
 // not learn anyway, and the config refuses non-loopback addresses.
 package healthz
 
@@ -30,6 +30,26 @@ type Report struct {
 	// CentralRules is the version of the central rule set in force ("" when none).
 	CentralRules string `json:"central_rules_version,omitempty"`
 	Collector    any    `json:"collector"`
+	// Certificate is the client certificate in use and its renewal.
+	Certificate *CertificateReport `json:"certificate,omitempty"`
+}
+
+// CertificateReport describes the agent's client certificate: when it expires, when the
+// agent renews it over its stream, and how the last renewal went.
+type CertificateReport struct {
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	// RenewAfter is when two thirds of the lifetime have passed: from then the agent asks
+	// the collector for a new certificate, on every heartbeat until it gets one.
+	RenewAfter time.Time `json:"renew_after"`
+	// LastRenewedAt is when this process last renewed it (absent: never).
+	LastRenewedAt *time.Time `json:"last_renewed_at,omitempty"`
+	// RenewalError says why the last renewal failed; empty after a success.
+	RenewalError string `json:"renewal_error,omitempty"`
+	// RenewalOverdue is true once less than a quarter of the lifetime is left (the status
+	// is then degraded, and the collector raises a CERT_EXPIRY warning).
+	RenewalOverdue bool `json:"renewal_overdue"`
 }
 
 // WatcherReport says how one watcher runs.

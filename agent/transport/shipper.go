@@ -65,6 +65,8 @@ type Options struct {
 	// OnRules receives each central rule set the collector pushes, on the stream's
 	// receiving goroutine: it must return promptly (hand the work off).
 	OnRules func(*tripwirev1.RuleSet)
+	// Renewer, if set, renews the certificate over the stream when due (renew.go).
+	Renewer Renewer
 }
 
 // Shipper streams a chain to the collector. Run it once; Status is safe to call
@@ -79,6 +81,7 @@ type Shipper struct {
 	hostID     atomic.Value // string
 	lastErr    atomic.Value // string
 	reconnect  chan struct{}
+	renewal    renewState // renew.go
 }
 
 // Status is the shipper's state for /healthz.
@@ -308,6 +311,9 @@ func (s *Shipper) session(ctx context.Context, client tripwirev1.IngestServiceCl
 				if rs := m.Command.GetRules(); rs != nil && s.opts.OnRules != nil {
 					s.opts.OnRules(rs)
 				}
+				if r := m.Command.GetRenewed(); r != nil {
+					s.renewed(r)
+				}
 				if ch := m.Command.GetChainHash(); ch != nil {
 					select {
 					case probes <- ch.GetSeq():
@@ -334,6 +340,9 @@ func (s *Shipper) session(ctx context.Context, client tripwirev1.IngestServiceCl
 func (s *Shipper) sendLoop(ctx context.Context, stream tripwirev1.IngestService_StreamClient, cursor *atomic.Uint64, kick <-chan struct{}, probes <-chan uint64) error {
 	heartbeat := time.NewTicker(s.opts.Heartbeat)
 	defer heartbeat.Stop()
+	if err := s.requestRenewal(stream, true); err != nil {
+		return err
+	}
 	for {
 		// Send everything available within the window.
 		for {
@@ -381,6 +390,9 @@ func (s *Shipper) sendLoop(ctx context.Context, stream tripwirev1.IngestService_
 				Watchers: s.opts.Watchers(),
 			}}}); err != nil {
 				return fmt.Errorf("sending heartbeat: %w", err)
+			}
+			if err := s.requestRenewal(stream, false); err != nil {
+				return err
 			}
 		}
 	}

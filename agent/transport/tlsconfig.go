@@ -14,6 +14,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/tripwire-project/tripwire/internal/pemfile"
@@ -35,6 +36,7 @@ type ClientTLS struct {
 	certFile, keyFile string
 	base              *tls.Config
 	pair              atomic.Pointer[tls.Certificate]
+	installMu         sync.Mutex // one InstallRenewed at a time (renew.go)
 }
 
 // LoadClientTLS loads the collector CA from caFile (only these CAs are trusted for the

@@ -1,6 +1,7 @@
 // Package api is the collector's REST API (chi): alerts (filtered, counted, triaged),
 // hosts and audit entries for analysts and the Grafana plugin, read-only SQL over the
-// store, the central rules, a live alert stream (server-sent events), and /healthz.
+// store, the central rules, certificate revocation and one-time join tokens for
+// enrolment, a live alert stream (server-sent events), and /healthz.
 // Every /api route needs a bearer token, static or an RS256 JWT of the configured
 // identity provider; bad parameters get a 400 that names the parameter. docs/api.md is
 // the reference.
@@ -46,6 +47,9 @@ type Options struct {
 	// Metrics, if set, serves /metrics (Prometheus text format, no token: the API listens
 	// on loopback, and metrics carry no host ids, paths or PIDs).
 	Metrics http.Handler
+	// Enrol, if set, makes join tokens for the enrolment listener (tokens.go); nil
+	// refuses: enrolment is off.
+	Enrol *EnrolOptions
 }
 
 // API serves HTTP requests. It is safe for concurrent use.
@@ -84,6 +88,8 @@ func New(opts Options) *API {
 		r.Get("/rules", a.rules)
 		r.Put("/rules", a.putRules)
 		r.Post("/pki/revoke", a.revoke)
+		r.Post("/pki/tokens", a.makeToken)
+		r.Get("/pki/tokens", a.tokens)
 	})
 	a.router = r
 	return a

@@ -4,15 +4,20 @@
 package config
 
 import (
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tripwire-project/tripwire/collector/pki"
+	"github.com/tripwire-project/tripwire/internal/pemfile"
 	"github.com/tripwire-project/tripwire/internal/yamlconf"
 )
 
@@ -36,11 +41,21 @@ type Listen struct {
 	GRPC string `yaml:"grpc"`
 	// HTTP serves the REST API and /healthz.
 	HTTP string `yaml:"http"`
+	// Enroll, if set, serves enrolment: hosts without a certificate redeem a join token
+	// there (TLS, no client certificate; see docs/adr/0013). Empty disables enrolment,
+	// and the API refuses to make tokens.
+	Enroll string `yaml:"enroll"`
 }
 
-// PKI names the directory made by `tripwire-collector pki init`.
+// PKI names the directory made by `tripwire-collector pki init`, and how long the
+// certificates the collector signs for agents are valid.
 type PKI struct {
 	Dir string `yaml:"dir"`
+	// AgentCertValidity is the validity of the certificates the collector signs for
+	// agents, at enrolment and at each renewal over the stream (agents renew once two
+	// thirds of it have passed): at least 1m, shorter than the CA's remaining life.
+	// Default 24h. It does not apply to `pki issue`, which has --validity.
+	AgentCertValidity time.Duration `yaml:"agent_cert_validity"`
 }
 
 // Storage picks the backend. With nothing else configured the collector keeps
@@ -124,6 +139,10 @@ func Load(path string) (*Config, error) {
 	if cfg.DeadManSeconds == 0 {
 		cfg.DeadManSeconds = DefaultDeadManSeconds
 	}
+	validitySet := cfg.PKI.AgentCertValidity != 0
+	if !validitySet {
+		cfg.PKI.AgentCertValidity = pki.DefaultAgentCertValidity
+	}
 	duckdbSet := cfg.Storage.DuckDB != ""
 	if cfg.Storage.DuckDB == "" && cfg.Storage.ClickHouse == nil && cfg.Storage.Postgres == nil {
 		cfg.Storage.DuckDB = DefaultDuckDB
@@ -136,6 +155,7 @@ func Load(path string) (*Config, error) {
 	}
 	v := yamlconf.NewValidator(path, root)
 	cfg.validate(v)
+	cfg.validateEnrolment(v, validitySet)
 	cfg.Storage.validate(v, duckdbSet)
 	if cfg.DeadManSeconds < 6 || cfg.DeadManSeconds > 86400 {
 		v.Add(fmt.Sprintf("%d is out of range 6..86400: agents send a heartbeat every 5 s", cfg.DeadManSeconds), "dead_man_seconds")
@@ -224,6 +244,41 @@ func (c *Config) validate(v *yamlconf.Validator) {
 		if len(t) < minTokenLen {
 			v.Add(fmt.Sprintf("a token needs at least %d characters", minTokenLen), "api", "tokens", i)
 		}
+	}
+}
+
+// validateEnrolment checks listen.enroll and pki.agent_cert_validity: the enrolment
+// listener needs the CA key, which signs there, and the validity must fit the CA.
+func (c *Config) validateEnrolment(v *yamlconf.Validator, validitySet bool) {
+	if c.Listen.Enroll != "" {
+		if err := yamlconf.HostPort(c.Listen.Enroll); err != nil {
+			v.Add(err.Error(), "listen", "enroll")
+		} else if c.Listen.Enroll == c.Listen.GRPC || c.Listen.Enroll == c.Listen.HTTP {
+			v.Add(fmt.Sprintf("%q is also listen.grpc or listen.http: enrolment needs its own port (it asks for no client certificate)", c.Listen.Enroll), "listen", "enroll")
+		}
+		if c.PKI.Dir != "" {
+			if err := yamlconf.Readable(filepath.Join(c.PKI.Dir, pki.CAKeyFile)); err != nil {
+				v.Add(err.Error()+": enrolment signs certificates, so the collector needs the CA key", "listen", "enroll")
+			}
+		}
+	}
+	where := []any{"pki", "agent_cert_validity"}
+	if !validitySet {
+		where = []any{"pki"}
+	}
+	// An unreadable CA is reported under pki.dir; the validity is then checked alone.
+	var ca *x509.Certificate
+	if c.PKI.Dir != "" {
+		if cas, err := pemfile.ReadCertificates("CA certificate", filepath.Join(c.PKI.Dir, pki.CACertFile)); err == nil {
+			ca = cas[0]
+		}
+	}
+	if err := pki.CheckAgentCertValidity(c.PKI.AgentCertValidity, ca, time.Now()); err != nil {
+		var fe *pki.InvalidFieldError
+		if errors.As(err, &fe) {
+			err = errors.New(fe.Reason)
+		}
+		v.Add(fmt.Sprintf("%s: %v", c.PKI.AgentCertValidity, err), where...)
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/internal/yamlconf"
 )
 
@@ -50,6 +52,23 @@ func TestLoadFleet(t *testing.T) {
 	}
 }
 
+func TestLoadEnroll(t *testing.T) {
+	cfg, err := Load("testdata/enroll.yml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.Listen.Enroll != "0.0.0.0:7444" || cfg.PKI.AgentCertValidity != 12*time.Hour {
+		t.Errorf("listen %+v, pki %+v; want the enrolment listener and a 12h validity", cfg.Listen, cfg.PKI)
+	}
+	good, err := Load("testdata/good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if good.Listen.Enroll != "" || good.PKI.AgentCertValidity != pki.DefaultAgentCertValidity {
+		t.Errorf("defaults: enroll %q, validity %v; want enrolment off and %v", good.Listen.Enroll, good.PKI.AgentCertValidity, pki.DefaultAgentCertValidity)
+	}
+}
+
 func TestLoadBad(t *testing.T) {
 	want := map[string][]string{
 		"unknown-key.bad.yml": {"unknown-key.bad.yml:5: storage.sqlite: unknown key"},
@@ -79,6 +98,17 @@ func TestLoadBad(t *testing.T) {
 			"jwt-empty.bad.yml:5: api.jwt.audience: required",
 			"jwt-empty.bad.yml:5: api.jwt.jwks_url: required",
 		},
+		"enroll.bad.yml": {
+			`enroll.bad.yml:1: listen.enroll: "127.0.0.1:7443" is also listen.grpc or listen.http`,
+			`enroll.bad.yml:1: listen.enroll: cannot read`,
+			"the collector needs the CA key",
+			"enroll.bad.yml:4: pki.agent_cert_validity: 30s: must be at least 1m",
+		},
+		"enroll-port.bad.yml": {
+			`enroll-port.bad.yml:1: listen.enroll: "7444" is not host:port`,
+			"enroll-port.bad.yml:4: pki.agent_cert_validity: 200000h0m0s: must be shorter than the CA's remaining life",
+		},
+		"validity-type.bad.yml": {"validity-type.bad.yml:2: cannot unmarshal !!int `86400` into time.Duration"},
 		"storage-mixed.bad.yml": {
 			"storage-mixed.bad.yml:4: storage.duckdb: cannot be set with storage.clickhouse and storage.postgres",
 			"storage-mixed.bad.yml:5: storage.clickhouse.database: required",

@@ -47,6 +47,7 @@ type Server struct {
 	now      func() time.Time
 	metrics  *metrics.Collector
 	chains   chainLocks
+	renewal  *renewal // renew.go; nil: renewals refused
 }
 
 // New returns an ingest server writing to store and publishing new alerts to broker
@@ -96,15 +97,15 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		hostname = reg.GetHost().GetHostname()
 	}
 	var (
-		serial   string
-		notAfter *time.Time
+		serial              string
+		notBefore, notAfter *time.Time
 	)
 	if s.peerCert != nil {
 		cert, err := s.peerCert(ctx)
 		if err != nil {
 			return status.Errorf(codes.Unauthenticated, "reading the agent's certificate: %v", err)
 		}
-		serial, notAfter = pki.SerialHex(cert), &cert.NotAfter
+		serial, notBefore, notAfter = pki.SerialHex(cert), &cert.NotBefore, &cert.NotAfter
 		if err := s.revokedErr(serial); err != nil {
 			log.Warn("refusing a revoked certificate", "serial", serial)
 			return err
@@ -120,7 +121,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		facts: storage.Host{
 			Hostname: hostname, OS: reg.GetHost().GetOs(), Arch: reg.GetHost().GetArch(), Kernel: reg.GetHost().GetKernel(),
 			AgentVersion: reg.GetAgentVersion(), ProtocolVersion: reg.GetProtocolVersion(),
-			Watchers: string(watchers), CertSerial: serial, CertNotAfter: notAfter,
+			Watchers: string(watchers), CertSerial: serial, CertNotBefore: notBefore, CertNotAfter: notAfter,
 		}}
 	defer func() { s.metrics.BacklogChanged(-float64(sess.backlog)) }()
 	// The stored chain is a prefix of any honest agent's: it only ever holds what the
@@ -167,6 +168,7 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 	in, stopReceiving := receive(stream)
 	defer stopReceiving()
 	sess.in, sess.send = in, send
+	var renewedAt time.Time // renew.go: this stream's last renewal
 	if departs {
 		if err := sess.resolve(ctx, point{ah.GetSeq(), ah.GetHash()}, sess.chain, 1); err != nil {
 			return err
@@ -199,6 +201,10 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 			}
 		case *tripwirev1.StreamRequest_Heartbeat:
 			if err := sess.heartbeat(ctx, m.Heartbeat); err != nil {
+				return err
+			}
+		case *tripwirev1.StreamRequest_Renew:
+			if err := s.renewCert(ctx, m.Renew, &renewedAt, send, log); err != nil {
 				return err
 			}
 		case *tripwirev1.StreamRequest_Register:

@@ -117,10 +117,10 @@ func Init(dir string, opts InitOptions) error {
 	}
 	// Key first: a crash in between leaves a key without a certificate, which the next
 	// Init still refuses to overwrite without Force.
-	if err := writeFileAtomic(caKey, keyPEM, keyMode); err != nil {
+	if err := pemfile.WriteFileAtomic(caKey, keyPEM, keyMode); err != nil {
 		return fmt.Errorf("initialising PKI: %w", err)
 	}
-	if err := writeFileAtomic(caCert, encodeCert(der), certMode); err != nil {
+	if err := pemfile.WriteFileAtomic(caCert, encodeCert(der), certMode); err != nil {
 		return fmt.Errorf("initialising PKI: %w", err)
 	}
 	if err := IssueServer(dir, ServerOptions{Names: names, Validity: opts.ServerValidity}); err != nil {
@@ -161,7 +161,7 @@ func IssueServer(dir string, opts ServerOptions) error {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, key, err := ca.sign(tmpl, validity)
+	der, key, err := ca.signNewKey(tmpl, validity)
 	if err != nil {
 		return fmt.Errorf("issuing server certificate: %w", err)
 	}
@@ -169,10 +169,10 @@ func IssueServer(dir string, opts ServerOptions) error {
 	if err != nil {
 		return fmt.Errorf("issuing server certificate: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ServerKeyFile), keyPEM, keyMode); err != nil {
+	if err := pemfile.WriteFileAtomic(filepath.Join(dir, ServerKeyFile), keyPEM, keyMode); err != nil {
 		return fmt.Errorf("issuing server certificate: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ServerCertFile), encodeCert(der), certMode); err != nil {
+	if err := pemfile.WriteFileAtomic(filepath.Join(dir, ServerCertFile), encodeCert(der), certMode); err != nil {
 		return fmt.Errorf("issuing server certificate: %w", err)
 	}
 	return nil
@@ -239,31 +239,50 @@ func loadCA(dir string) (*authority, error) {
 	return &authority{cert: cert, certPEM: certPEM, key: key}, nil
 }
 
-// sign completes tmpl (serial, validity, a new P-256 key) and signs it with the CA. The
-// validity is cut at the CA's own expiry, after which no chain would verify anyway.
-func (a *authority) sign(tmpl *x509.Certificate, validity time.Duration) ([]byte, *ecdsa.PrivateKey, error) {
+// signNewKey signs tmpl (see sign) for a new ECDSA P-256 key made here: for the
+// certificates whose key the collector makes (its server certificate, pki issue).
+func (a *authority) signNewKey(tmpl *x509.Certificate, validity time.Duration) ([]byte, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generating key: %w", err)
 	}
-	serial, err := newSerial()
+	der, err := a.sign(tmpl, key.Public(), validity)
 	if err != nil {
 		return nil, nil, err
 	}
+	return der, key, nil
+}
+
+// sign completes tmpl (serial, validity) and signs it with the CA for the public key
+// pub. The validity is cut at the CA's own expiry, after which no chain would verify
+// anyway.
+func (a *authority) sign(tmpl *x509.Certificate, pub crypto.PublicKey, validity time.Duration) ([]byte, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	tmpl.SerialNumber = serial
-	tmpl.NotBefore = now.Add(-backdate)
+	tmpl.NotBefore = now.Add(-backdateFor(validity))
 	tmpl.NotAfter = now.Add(validity)
 	if tmpl.NotAfter.After(a.cert.NotAfter) {
 		tmpl.NotAfter = a.cert.NotAfter
 	}
 	tmpl.BasicConstraintsValid = true
 	tmpl.IsCA = false
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, key.Public(), a.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, pub, a.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("signing certificate: %w", err)
+		return nil, fmt.Errorf("signing certificate: %w", err)
 	}
-	return der, key, nil
+	return der, nil
+}
+
+// backdateFor is how far before now a certificate valid for validity starts: backdate,
+// but at most a tenth of the validity. Agents renew once two thirds of NotBefore to
+// NotAfter have passed, so a full backdate on a certificate of a few minutes would make
+// it due for renewal the moment it is issued.
+func backdateFor(validity time.Duration) time.Duration {
+	return min(backdate, validity/10)
 }
 
 // newSerial returns a random, positive, non-zero 128-bit serial number.

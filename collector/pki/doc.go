@@ -2,7 +2,10 @@
 // collector's server certificate (Init), issues host client certificates that carry each
 // host's id (Issue), reads that id back from a verified peer (HostIdentity,
 // IdentityFromContext) and builds the reloadable mutual-TLS configuration of the ingest
-// server (LoadServerTLS).
+// server (LoadServerTLS) and the TLS configuration of the enrolment listener
+// (ServerTLS.EnrollConfig). For keys that hosts make themselves, it checks their signing
+// requests (ParseCSR, CheckRenewalKey) and signs short-lived certificates in the same
+// shape as Issue's (Signer), at enrolment and at each renewal over the stream.
 //
 // A host's identity is the URI SAN urn:tripwire:host:<uuid> of a client certificate
 // signed by the CA; the subject common name is the host name operators know it by.

@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/tripwire-project/tripwire/internal/pemfile"
 )
@@ -39,47 +38,6 @@ func ensureDir(dir string) error {
 	}
 	if err := os.Chmod(dir, dirMode); err != nil {
 		return fmt.Errorf("setting mode of directory %s: %w", dir, err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same directory
-// and a rename, so a reader (an agent or collector reloading on SIGHUP) sees either the
-// old file or the new one, never half of one. The file has mode perm from its creation.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	// CreateTemp makes the file 0600; widen it only for public material.
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		// Best effort: make the rename durable. Some filesystems refuse to fsync a
-		// directory, which does not make the write wrong.
-		_ = d.Sync()
-		_ = d.Close()
 	}
 	return nil
 }

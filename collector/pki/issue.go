@@ -96,13 +96,7 @@ func Issue(dir, hostname string, opts IssueOptions) (HostCert, error) {
 		hostID = id.String()
 	}
 
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{Organization: []string{"Tripwire"}, CommonName: hostname},
-		URIs:        []*url.URL{hostURI(hostID)},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, key, err := ca.sign(tmpl, validity)
+	der, key, err := ca.signNewKey(hostTemplate(hostID, hostname), validity)
 	if err != nil {
 		return HostCert{}, fmt.Errorf("issuing host certificate for %s: %w", hostname, err)
 	}
@@ -129,7 +123,7 @@ func Issue(dir, hostname string, opts IssueOptions) (HostCert, error) {
 		{keyPath, keyPEM, keyMode},
 		{certPath, encodeCert(der), certMode},
 	} {
-		if err := writeFileAtomic(f.path, f.data, f.mode); err != nil {
+		if err := pemfile.WriteFileAtomic(f.path, f.data, f.mode); err != nil {
 			return HostCert{}, fmt.Errorf("issuing host certificate for %s: %w", hostname, err)
 		}
 	}
@@ -148,6 +142,19 @@ func Issue(dir, hostname string, opts IssueOptions) (HostCert, error) {
 		KeyFile:     keyPath,
 		Certificate: cert,
 	}, nil
+}
+
+// hostTemplate is the shape of every host certificate, whether Issue makes its key or
+// the host sent a signing request (Signer): the subject common name is the host name,
+// the one URI SAN urn:tripwire:host:<id> is its identity (HostIdentity), and it may
+// authenticate a TLS client only.
+func hostTemplate(hostID, hostname string) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:     pkix.Name{Organization: []string{"Tripwire"}, CommonName: hostname},
+		URIs:        []*url.URL{hostURI(hostID)},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
 }
 
 // existingHostID returns the host id in the certificate at path, or "" if there is no

@@ -26,6 +26,7 @@ type ServerTLS struct {
 type serverSnapshot struct {
 	config *tls.Config
 	leaf   *x509.Certificate
+	enroll *tls.Config // for the enrolment listener (enroll.go)
 }
 
 // LoadServerTLS loads dir/ca.crt, dir/server.crt and dir/server.key, the files Init
@@ -109,11 +110,12 @@ func loadServerSnapshot(caFile, certFile, keyFile string, verify func(tls.Connec
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
+	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         pool,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("verifying server certificate %s against CA bundle %s: %w", certFile, caFile, err)
 	}
 	chain := make([][]byte, len(certs))
@@ -134,7 +136,7 @@ func loadServerSnapshot(caFile, certFile, keyFile string, verify func(tls.Connec
 		SessionTicketsDisabled: true,
 		VerifyConnection:       verify,
 	}
-	return &serverSnapshot{config: cfg, leaf: leaf}, nil
+	return &serverSnapshot{config: cfg, leaf: leaf, enroll: enrollConfig(cfg, chains[0])}, nil
 }
 
 // UseRevocations makes every later handshake refuse the certificates r holds.

@@ -1,7 +1,7 @@
 // Package server composes the collector: the store named by the config (the embedded
-// DuckDB file, or ClickHouse with PostgreSQL), the gRPC ingest
-// service behind mutual TLS, the REST API and the live broker, run together under one
-// context. The tripwire-collector binary and the end-to-end tests both start it here.
+// DuckDB file, or ClickHouse with PostgreSQL), the gRPC ingest service behind mutual TLS
+// (which also renews agents' certificates), the enrolment service on its own listener
+// when configured, the REST API and the live broker, run together under one context. The tripwire-collector binary and the end-to-end tests both start it here.
 package server
 
 import (
@@ -23,6 +23,7 @@ import (
 
 	"github.com/tripwire-project/tripwire/collector/api"
 	"github.com/tripwire-project/tripwire/collector/config"
+	"github.com/tripwire-project/tripwire/collector/enroll"
 	"github.com/tripwire-project/tripwire/collector/ingest"
 	"github.com/tripwire-project/tripwire/collector/live"
 	"github.com/tripwire-project/tripwire/collector/metrics"
@@ -40,12 +41,17 @@ type Server struct {
 	logger *slog.Logger
 	store  storage.Store
 	tls    *pki.ServerTLS
-	grpcL  net.Listener
-	httpL  net.Listener
+	// signer signs agents' certificates at enrolment and renewal; nil when the PKI
+	// directory has no CA key (then both are refused).
+	signer  *pki.Signer
+	grpcL   net.Listener
+	httpL   net.Listener
+	enrollL net.Listener // nil: enrolment off
 }
 
-// New opens the store, loads the TLS material and binds both listeners, so that a
-// configuration or port problem is reported before Run.
+// New opens the store, loads the TLS material and the CA that signs agents' certificates,
+// and binds the listeners, so that a configuration or port problem is reported before
+// Run.
 func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -54,13 +60,23 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading collector TLS from %s: %w", cfg.PKI.Dir, err)
 	}
+	signer, err := pki.NewSigner(cfg.PKI.Dir, cfg.PKI.AgentCertValidity)
+	switch {
+	case err != nil && cfg.Listen.Enroll != "":
+		return nil, fmt.Errorf("enrolment (listen.enroll) needs the CA: %w", err)
+	case err != nil:
+		// A CA key kept offline is a legitimate choice: agents then keep their
+		// certificates until an operator issues new ones.
+		logger.Warn("agent certificates will not be renewed: the collector cannot sign", "err", err)
+		signer = nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
 	store, err := OpenStore(ctx, cfg.Storage, logger)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: logger, store: store, tls: tlsSrc}
+	s := &Server{cfg: cfg, logger: logger, store: store, tls: tlsSrc, signer: signer}
 	if s.grpcL, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("listening for agents on %s: %w", cfg.Listen.GRPC, err)
@@ -69,6 +85,14 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 		s.grpcL.Close()
 		store.Close()
 		return nil, fmt.Errorf("listening for the API on %s: %w", cfg.Listen.HTTP, err)
+	}
+	if cfg.Listen.Enroll != "" {
+		if s.enrollL, err = net.Listen("tcp", cfg.Listen.Enroll); err != nil {
+			s.grpcL.Close()
+			s.httpL.Close()
+			store.Close()
+			return nil, fmt.Errorf("listening for enrolment on %s: %w", cfg.Listen.Enroll, err)
+		}
 	}
 	return s, nil
 }
@@ -112,8 +136,23 @@ func (s *Server) GRPCAddr() string { return s.grpcL.Addr().String() }
 // HTTPAddr is the API's address.
 func (s *Server) HTTPAddr() string { return s.httpL.Addr().String() }
 
-// ReloadTLS re-reads the server certificate and CA (SIGHUP).
-func (s *Server) ReloadTLS() error { return s.tls.Reload() }
+// EnrollAddr is the enrolment listener's address, "" when enrolment is off.
+func (s *Server) EnrollAddr() string {
+	if s.enrollL == nil {
+		return ""
+	}
+	return s.enrollL.Addr().String()
+}
+
+// ReloadTLS re-reads the server certificate and CA, and the CA that signs agents'
+// certificates (SIGHUP).
+func (s *Server) ReloadTLS() error {
+	err := s.tls.Reload()
+	if s.signer != nil {
+		err = errors.Join(err, s.signer.Reload())
+	}
+	return err
+}
 
 // Run serves until ctx ends, then stops both servers gracefully and closes the store.
 func (s *Server) Run(ctx context.Context) error {
@@ -149,22 +188,42 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.tls.UseRevocations(revoked)
 	ingestServer.CheckCertificates(pki.PeerCertificate, revoked)
+	em := metrics.NewEnrolment(reg)
+	if s.signer != nil {
+		ingestServer.RenewWith(s.signer, em)
+	}
 	tripwirev1.RegisterIngestServiceServer(gs, ingestServer)
 	var jwtOpts *api.JWTOptions
 	if j := s.cfg.API.JWT; j != nil {
 		jwtOpts = &api.JWTOptions{JWT: *j}
+	}
+	var enrolOpts *api.EnrolOptions
+	if s.enrollL != nil {
+		enrolOpts = &api.EnrolOptions{CACertificate: s.signer.CACertificate, Address: s.EnrollAddr()}
 	}
 	hs := &http.Server{
 		Handler: api.New(api.Options{
 			Store: s.store, Broker: broker, Tokens: s.cfg.API.Tokens, JWT: jwtOpts, Version: version.Version,
 			Logger:  s.logger.With("component", "api"),
 			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+			Enrol:   enrolOpts,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	hs.BaseContext = func(net.Listener) context.Context { return gctx }
-	s.logger.Info("collector serving", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "store", storeName(s.cfg.Storage), "version", version.Version)
+	s.logger.Info("collector serving", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "enroll", s.EnrollAddr(),
+		"agent_cert_validity", s.cfg.PKI.AgentCertValidity, "store", storeName(s.cfg.Storage), "version", version.Version)
+	if s.enrollL != nil {
+		es := s.enrollServer(em)
+		g.Go(func() error {
+			if err := es.Serve(s.enrollL); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("serving enrolment: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error { <-gctx.Done(); es.Stop(); return nil })
+	}
 
 	if fanout != nil {
 		g.Go(func() error { return fanout.Run(gctx) })
@@ -206,6 +265,23 @@ func (s *Server) Run(ctx context.Context) error {
 	err := g.Wait()
 	s.logger.Info("collector stopped")
 	return err
+}
+
+// enrollServer is the gRPC server of the enrolment listener: EnrollService only, TLS
+// without client certificates, small messages, and short calls (an enrolment is one
+// request and one answer).
+func (s *Server) enrollServer(m *metrics.Enrolment) *grpc.Server {
+	es := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(s.tls.EnrollConfig())),
+		grpc.MaxRecvMsgSize(64<<10),
+		grpc.ConnectionTimeout(10*time.Second),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: time.Minute, MaxConnectionAge: 5 * time.Minute}),
+		grpc.WaitForHandlers(true),
+	)
+	tripwirev1.RegisterEnrollServiceServer(es, enroll.New(enroll.Options{
+		Store: s.store, Signer: s.signer, Logger: s.logger.With("component", "enroll"), Metrics: m,
+	}))
+	return es
 }
 
 // revocationPoll is how often the revoked certificates are read from the store, where
@@ -267,8 +343,8 @@ func (s *Server) enforceRetention(ctx context.Context, f *fleet.Store, days int)
 
 // deadMan marks the hosts silent for longer than after OFFLINE, every second until ctx
 // ends, publishing each OFFLINE event to live subscribers; and every 10 s (first at
-// start) it raises a WARN for each host certificate within storage.CertExpiryWarning of
-// expiry. Every replica runs it; the store raises each event once (a conditional
+// start) it raises a WARN for each host certificate whose renewal is overdue
+// (storage.CertExpiryEvent). Every replica runs it; the store raises each event once (a conditional
 // update, a derived event id).
 func (s *Server) deadMan(ctx context.Context, after time.Duration, pub live.Publisher) {
 	t := time.NewTicker(time.Second)
@@ -297,7 +373,8 @@ func (s *Server) deadMan(ctx context.Context, after time.Duration, pub live.Publ
 	}
 }
 
-// warnCertExpiry raises a WARN host event for each certificate close to expiry, once.
+// warnCertExpiry raises a WARN host event, once, for each certificate close to expiry
+// whose renewal is overdue.
 func (s *Server) warnCertExpiry(ctx context.Context, pub live.Publisher) {
 	hosts, err := s.store.Hosts(ctx)
 	if err != nil {
@@ -318,7 +395,7 @@ func (s *Server) warnCertExpiry(ctx context.Context, pub live.Publisher) {
 			continue
 		}
 		if added {
-			s.logger.Warn("host certificate expires soon", "host", h.Hostname, "serial", h.CertSerial, "not_after", h.CertNotAfter)
+			s.logger.Warn("host certificate renewal overdue", "host", h.Hostname, "serial", h.CertSerial, "not_after", h.CertNotAfter)
 			pub.Publish(ev.Alert())
 		}
 	}

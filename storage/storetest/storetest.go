@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Hosts/Health", testHostHealth},
 	}
 	cases = append(cases, forkCases()...)
+	cases = append(cases, enrolCases...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := open(t)

@@ -1,6 +1,6 @@
 // Command tripwire is the host agent: it sets file tripwires, writes every hit into a
 // hash-chained audit log, and ships the log to a collector over mutual TLS.
-// Subcommands: start, audit verify, doctor, version.
+// Subcommands: start, enroll, audit verify, doctor, version.
 package main
 
 import (
@@ -24,6 +24,12 @@ const usage = `usage: tripwire <command> [flags]
 
 commands:
   start --config config.yaml     run the agent
+  enroll --collector ADDR --token T [--dir /etc/tripwire/pki] [--force] [--server-name N] [--ingest ADDR]
+                                 make this host's key and trade a one-time join token
+                                 (tripwire-collector pki token) for its certificate at the
+                                 collector's enrolment address; writes DIR/ca.crt, agent.crt,
+                                 agent.key and prints the config.yaml lines that use them
+                                 (the token may come from $TRIPWIRE_JOIN_TOKEN instead)
   audit verify --dir DIR         verify an audit chain; prints the first bad seq and exits 1
   doctor [--config config.yaml]  show the kernel, each watcher's mode and the capability
                                  that would enable a better one; exits 1 when degraded
@@ -60,6 +66,8 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "start":
 		return start(args[1:], stderr)
+	case "enroll":
+		return enrollCmd(args[1:], stdout)
 	case "audit":
 		if len(args) < 2 || args[1] != "verify" {
 			return usageError("audit needs a subcommand: verify")

@@ -26,17 +26,22 @@ commands:
   serve  --config collector.yaml          run the collector (migrates the store's schema first)
   migrate --config collector.yaml         bring the configured store's schema up to date, and exit
   pki init  --dir DIR [--server-name N]   create a CA and the collector's server certificate
+  pki token --host NAME [--ttl 1h] [--collector ADDR]
+                                          make a one-time join token for listen.enroll and print the
+                                          tripwire enroll command that uses it (new host id; the
+                                          host makes its own key); --list shows every token made
   pki issue --dir DIR --host NAME [--new-host-id] [--validity 720h]
-  pki revoke --host NAME [--cert FILE] [--reason R] [--config F | --url U --token T]
-                                         refuse the host's certificate from its next message on
                                           issue an agent certificate (DIR/NAME/agent.crt, agent.key, ca.crt);
                                           re-issuing keeps the host id unless --new-host-id
+  pki revoke --host NAME [--cert FILE] [--reason R]
+                                          refuse the host's certificate from its next message on
   alerts [--follow] [--url U] [--token T] list alerts, or follow them live as they arrive
   sql [--format table|ndjson] [--max-rows N] "SELECT ..."
                                           run one read-only SQL query over the store, through the API
   rules apply -f rules.yaml               replace the central rules with the file's; prints what changed
   rules list [--host H]                   list the central rules
-                                          (alerts, sql and rules take --config collector.yaml, --url, --token)
+                                          (alerts, sql, rules, pki token and pki revoke take
+                                          --config collector.yaml, --url, --token)
   version                                 print the version
 `
 
@@ -148,10 +153,13 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 
 func pkiCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usageError("pki needs a subcommand: init, issue or revoke")
+		return usageError("pki needs a subcommand: init, token, issue or revoke")
 	}
-	if args[0] == "revoke" {
+	switch args[0] {
+	case "revoke":
 		return revokeCmd(args[1:], stdout)
+	case "token":
+		return tokenCmd(args[1:], stdout)
 	}
 	fs := flag.NewFlagSet("pki "+args[0], flag.ContinueOnError)
 	dir := fs.String("dir", "pki", "PKI directory")

@@ -1,0 +1,27 @@
+-- 0007_enrolment: one-time join tokens, and the start of each host's certificate.
+--
+-- Written to run again without harm (IF NOT EXISTS), like every migration. Versions 0005
+-- and 0006 come from other changes; the runner applies missing versions as a set.
+
+-- join_tokens: the enrolment tokens made by `tripwire-collector pki token`, shared by
+-- every collector replica. Only the SHA-256 of a token's secret is kept. A token is
+-- spent by the first successful enrolment on any replica (used_at set by a conditional
+-- UPDATE); spent and expired tokens stay, for audit. host_id is the new host id the
+-- enrolled certificate carries.
+CREATE TABLE IF NOT EXISTS join_tokens (
+    token_id      text        PRIMARY KEY, -- 16 lowercase hex
+    secret_sha256 text        NOT NULL,    -- lowercase hex
+    hostname      text        NOT NULL,
+    host_id       text        NOT NULL,
+    created_at    timestamptz NOT NULL,
+    created_by    text        NOT NULL,
+    expires_at    timestamptz NOT NULL,
+    used_at       timestamptz,
+    used_from     text        NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS join_tokens_created_at ON join_tokens (created_at);
+
+-- The NotBefore of the certificate each host last registered with: with cert_not_after
+-- it gives the certificate's lifetime, which the expiry warning needs to tell an overdue
+-- renewal from a short-lived certificate.
+ALTER TABLE hosts ADD COLUMN IF NOT EXISTS cert_not_before timestamptz;
