@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 BIN=$PWD/bin
 DEMO=$PWD/demo
 GRPC=${DEMO_GRPC:-127.0.0.1:7443}
+ENROLL=${DEMO_ENROLL:-127.0.0.1:7444}
 HTTP=${DEMO_HTTP:-127.0.0.1:8080}
 HEALTHZ=${DEMO_HEALTHZ:-127.0.0.1:9100}
 DECOY_PORT=${DEMO_DECOY_PORT:-2222}
@@ -30,12 +31,11 @@ chmod 755 "$DEMO" "$DEMO/decoy"
 [ -f "$DEMO/decoy/aws-credentials" ] || printf '[default]\naws_access_key_id = AKIADEMODEMODEMO\naws_secret_access_key = not-a-real-secret\n' > "$DEMO/decoy/aws-credentials"
 chmod 644 "$DEMO/decoy/aws-credentials"
 [ -f "$DEMO/pki/ca.crt" ] || "$BIN/tripwire-collector" pki init --dir "$DEMO/pki" >/dev/null
-[ -f "$DEMO/pki/demo-host/agent.crt" ] || "$BIN/tripwire-collector" pki issue --dir "$DEMO/pki" --host demo-host >/dev/null
 [ -f "$DEMO/token" ] || head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$DEMO/token"
 TOKEN=$(cat "$DEMO/token")
 
 cat > "$DEMO/collector.yaml" <<YAML
-listen: {grpc: $GRPC, http: $HTTP}
+listen: {grpc: $GRPC, http: $HTTP, enroll: $ENROLL}
 pki: {dir: pki}
 storage: {duckdb: data/tripwire.duckdb}
 api: {tokens: [$TOKEN]}
@@ -50,7 +50,7 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 cat > "$DEMO/config.yaml" <<YAML
 host: demo-host
-collector: {address: $GRPC, ca: pki/demo-host/ca.crt, cert: pki/demo-host/agent.crt, key: pki/demo-host/agent.key, server_name: localhost}
+collector: {address: $GRPC, ca: agent-pki/ca.crt, cert: agent-pki/agent.crt, key: agent-pki/agent.key, server_name: localhost}
 audit: {dir: audit, max_segment_mb: 64}
 healthz: $HEALTHZ
 rules:
@@ -77,7 +77,13 @@ pids+=($!)
 for _ in $(seq 100); do curl -fsS "http://$HTTP/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "http://$HTTP/healthz" >/dev/null || { echo "collector did not start:"; cat "$DEMO/collector.log"; exit 1; }
 
-echo "== starting agent (log: $DEMO/agent.log)"
+if [ ! -f "$DEMO/agent-pki/agent.crt" ]; then
+  echo "== enrolling the agent: a one-time join token (tripwire-collector pki token), traded by tripwire enroll for a certificate of a key the host makes"
+  JOIN=$("$BIN/tripwire-collector" pki token --host demo-host --ttl 10m --config "$DEMO/collector.yaml" | grep -o 'tw1\.[^ ]*' | head -1)
+  "$BIN/tripwire" enroll --collector "$ENROLL" --token "$JOIN" --dir "$DEMO/agent-pki" --ingest "$GRPC" | sed 's/^/   /'
+fi
+
+echo "== starting agent (log: $DEMO/agent.log; its certificate lives 24 h and renews itself over the stream)"
 "$BIN/tripwire" start --config "$DEMO/config.yaml" 2> "$DEMO/agent.log" &
 pids+=($!)
 for _ in $(seq 100); do curl -fsS "http://$HEALTHZ/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
