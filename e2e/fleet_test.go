@@ -115,3 +115,72 @@ func TestTwoCollectorsBothSeeEveryAlert(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetStoreOutageLosesNothing: the real agent streams to a collector on ClickHouse
+// and PostgreSQL; each store in turn is stopped while processes keep reading the decoy.
+// The collector stops acking (the agent's queue grows, nothing is acked that a store
+// does not hold) and delivery resumes by itself when the store is back: every read
+// arrives, once.
+func TestFleetStoreOutageLosesNothing(t *testing.T) {
+	requireRoot(t)
+	pg, ch := testservers.PrivatePostgreSQL(t), testservers.PrivateClickHouse(t)
+	e := newEnv(t)
+	cfgPath := filepath.Join(e.dir, "collector.yaml")
+	text, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet := fmt.Sprintf("storage:\n  clickhouse: {addr: %q, database: tripwire}\n  postgres: {dsn: %q}\n", ch.Addr(), pg.DSN())
+	writeFile(t, cfgPath, strings.Replace(string(text), "storage: {duckdb: data/tripwire.duckdb}\n", fleet, 1))
+	e.startCollector()
+	decoy, cfg, hz := e.decoyAgentConfig("outage-01", "WARN")
+	e.startAgent(cfg, hz)
+
+	queue := func() (uint64, error) {
+		var h healthzReport
+		err := getJSON("http://"+hz+"/healthz", "", &h)
+		return h.QueueDepth, err
+	}
+	pids := map[int]bool{}
+	read := func(n int) {
+		t.Helper()
+		for range n {
+			pids[asNobody(t, "cat", decoy)] = true
+		}
+	}
+	read(5)
+	for _, srv := range []struct {
+		name string
+		p    *testservers.Private
+	}{{"ClickHouse", ch}, {"PostgreSQL", pg}} {
+		srv.p.Stop(t)
+		read(10)
+		// Nothing read during the outage can be acked: the agent holds it.
+		waitFor(t, 15*time.Second, "the reads queued on the agent while "+srv.name+" is down", func() (bool, string) {
+			q, err := queue()
+			return err == nil && q >= 10, fmt.Sprintf("queue %d %v", q, err)
+		})
+		srv.p.Start(t)
+		waitFor(t, 60*time.Second, "the queue drained after "+srv.name+" came back", func() (bool, string) {
+			q, err := queue()
+			return err == nil && q == 0, fmt.Sprintf("queue %d %v", q, err)
+		})
+	}
+	var alerts []alert
+	waitFor(t, 15*time.Second, "every read stored", func() (bool, string) {
+		alerts, err = e.alerts("host=outage-01&limit=1000")
+		return err == nil && len(alerts) >= len(pids), fmt.Sprintf("%d of %d alerts, %v", len(alerts), len(pids), err)
+	})
+	seen := map[int]int{}
+	for _, a := range alerts {
+		seen[a.EventDetail.PID]++
+	}
+	for pid := range pids {
+		if seen[pid] != 1 {
+			t.Errorf("read by pid %d stored %d times, want once", pid, seen[pid])
+		}
+	}
+	if len(alerts) != len(pids) {
+		t.Errorf("%d alerts for %d reads", len(alerts), len(pids))
+	}
+}
