@@ -42,6 +42,7 @@ type Server struct {
 	tls    *pki.ServerTLS
 	grpcL  net.Listener
 	httpL  net.Listener
+	debugL net.Listener // nil unless listen.debug is set
 }
 
 // New opens the store, loads the TLS material and binds both listeners, so that a
@@ -69,6 +70,14 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 		s.grpcL.Close()
 		store.Close()
 		return nil, fmt.Errorf("listening for the API on %s: %w", cfg.Listen.HTTP, err)
+	}
+	if cfg.Listen.Debug != "" {
+		if s.debugL, err = net.Listen("tcp", cfg.Listen.Debug); err != nil {
+			s.httpL.Close()
+			s.grpcL.Close()
+			store.Close()
+			return nil, fmt.Errorf("listening for profiles on %s: %w", cfg.Listen.Debug, err)
+		}
 	}
 	return s, nil
 }
@@ -189,6 +198,21 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if s.debugL != nil {
+		ds := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
+		s.logger.Info("serving profiles", "debug", s.debugL.Addr().String())
+		g.Go(func() error {
+			if err := ds.Serve(s.debugL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serving profiles: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			// A CPU profile being taken is cut: it is a diagnosis, not a service.
+			return ds.Close()
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		// Agent streams never end by themselves, so there is nothing to drain: an entry
