@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -191,8 +192,8 @@ func latency(ctx context.Context, s *site, agents []*simAgent, o options) ([]res
 		return nil, fmt.Errorf("none of %d alerts arrived on the live stream", len(sent))
 	}
 	p := percentiles(lat)
-	fmt.Printf("live: %d alerts in %v from %d agents (%d a minute, Poisson), %d arrived, %d missing: %s\n",
-		len(sent), o.latencyDur, len(agents), o.alertsMin, len(lat), missing, p)
+	fmt.Printf("live: %d alerts in %v from %d agents (%d a minute, Poisson), %d arrived, %d missing: %s; load average %s\n",
+		len(sent), o.latencyDur, len(agents), o.alertsMin, len(lat), missing, p, loadAvg())
 	return []result{
 		{name: fmt.Sprintf("ingest → live subscriber, %d alerts/min over %d agents, p50 / p90", o.alertsMin, len(agents)),
 			measured: fmt.Sprintf("%v / %v (%d alerts, %d missing)", p.p50, p.p90, len(lat), missing)},
@@ -274,7 +275,7 @@ func throughput(ctx context.Context, s *site, agents []*simAgent, o options) ([]
 	smp := startSampler(
 		watched{name: "collector", pid: s.coll.Process.Pid},
 		watched{name: "ClickHouse", pid: s.ch.PID()},
-		watched{name: "PostgreSQL", pid: s.pg.PID(), tree: true},
+		watched{name: "PostgreSQL (postmaster and backends)", pid: s.pg.PID(), tree: true},
 		watched{name: fmt.Sprintf("bench process (%d agents)", len(agents)), pid: os.Getpid()},
 	)
 	profiled := make(chan error, 1)
@@ -358,8 +359,14 @@ func throughput(ctx context.Context, s *site, agents []*simAgent, o options) ([]
 		goal:     "≥ 100k events/s; requirement 1,000 alerts/min", met: ptr(rate >= 100_000),
 	}}
 	for _, u := range use {
-		out = append(out, result{name: "  CPU and RSS: " + u.name, measured: fmt.Sprintf("%.0f %% of a core, RSS %.0f MiB average, %.0f MiB max", u.cpuPercent, u.rssAvgMiB, u.rssMaxMiB)})
+		out = append(out, result{name: "  CPU and memory: " + u.name, measured: fmt.Sprintf("%.0f %% of a core, %s %.0f MiB average, %.0f MiB max", u.cpuPercent, u.memory, u.rssAvgMiB, u.rssMaxMiB)})
 	}
+	var ours float64
+	for _, u := range use {
+		ours += u.cpuPercent / 100
+	}
+	out = append(out, result{name: "  the whole machine (shared VM)", measured: fmt.Sprintf("%.2f of %d cores busy, %.2f of them the processes above; load average %s at the end",
+		smp.machineBusy, runtime.NumCPU(), ours, loadAvg())})
 	out = append(out, result{name: "  ClickHouse active parts of entries, max", measured: fmt.Sprint(maxParts), goal: "< 300 (18.16 refuses inserts past it)", met: ptr(maxParts < 300)})
 	return out, nil
 }

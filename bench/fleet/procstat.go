@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +19,7 @@ const clockTick = 100
 // procUsage is what /proc says about a process, or about every process of a group.
 type procUsage struct {
 	cpuTicks uint64 // utime + stime
-	rssKiB   uint64
+	rssKiB   uint64 // resident set; for a tree, the sum of its processes' PSS
 }
 
 // readProc reads the CPU ticks and resident set of one process.
@@ -36,12 +37,30 @@ func readProc(pid int) (procUsage, error) {
 	if err != nil {
 		return procUsage{}, err
 	}
-	for line := range bytes.Lines(status) {
-		if rest, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
-			u.rssKiB, _ = strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(string(rest)), " kB"), 10, 64)
+	u.rssKiB = kiB(status, "VmRSS:")
+	return u, nil
+}
+
+// readPSS reads a process's proportional set size: its resident pages, each shared
+// page divided among the processes sharing it (PostgreSQL's backends share its buffers,
+// which RSS would count once per backend).
+func readPSS(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	return kiB(data, "Pss:"), nil
+}
+
+// kiB reads the "Key:   123 kB" line of a /proc file.
+func kiB(data []byte, key string) uint64 {
+	for line := range bytes.Lines(data) {
+		if rest, ok := bytes.CutPrefix(line, []byte(key)); ok {
+			n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(string(rest)), " kB"), 10, 64)
+			return n
 		}
 	}
-	return u, nil
+	return 0
 }
 
 // readTree sums readProc over a process and its children: a PostgreSQL server is its
@@ -50,6 +69,9 @@ func readProc(pid int) (procUsage, error) {
 func readTree(pid int) (procUsage, error) {
 	sum, err := readProc(pid)
 	if err != nil {
+		return sum, err
+	}
+	if sum.rssKiB, err = readPSS(pid); err != nil {
 		return sum, err
 	}
 	dirs, err := filepath.Glob("/proc/[0-9]*")
@@ -70,8 +92,12 @@ func readTree(pid int) (procUsage, error) {
 		if err != nil {
 			continue
 		}
+		pss, err := readPSS(child)
+		if err != nil {
+			continue
+		}
 		sum.cpuTicks += u.cpuTicks
-		sum.rssKiB += u.rssKiB
+		sum.rssKiB += pss
 	}
 	return sum, nil
 }
@@ -119,6 +145,7 @@ func (w watched) read() (procUsage, error) {
 // usage is what a sampler measured of one process over a window.
 type usage struct {
 	name       string
+	memory     string  // "RSS", or "PSS" summed over a tree
 	cpuPercent float64 // of one core, averaged over the window
 	rssAvgMiB  float64
 	rssMaxMiB  float64
@@ -130,10 +157,14 @@ type sampler struct {
 	stop    chan struct{}
 	done    chan []usage
 	started time.Time
+	// machineBusy is the share of all the machine's CPU time that was busy over the
+	// window, in cores (set by finish).
+	machineBusy float64
 }
 
 func startSampler(procs ...watched) *sampler {
 	s := &sampler{procs: procs, stop: make(chan struct{}), done: make(chan []usage, 1), started: time.Now()}
+	busy0, total0, _ := machineTicks()
 	first := make([]procUsage, len(procs))
 	for i, p := range procs {
 		first[i], _ = p.read()
@@ -165,10 +196,14 @@ func startSampler(procs ...watched) *sampler {
 			case <-s.stop:
 				sample()
 				wall := time.Since(s.started).Seconds()
+				if busy1, total1, err := machineTicks(); err == nil && total1 > total0 {
+					s.machineBusy = float64(busy1-busy0) / float64(total1-total0) * float64(runtime.NumCPU())
+				}
 				out := make([]usage, len(procs))
 				for i, p := range procs {
 					out[i] = usage{
 						name:       p.name,
+						memory:     map[bool]string{false: "RSS", true: "PSS"}[p.tree],
 						cpuPercent: float64(last[i].cpuTicks-first[i].cpuTicks) / clockTick / wall * 100,
 						rssAvgMiB:  rssSum[i] / float64(n),
 						rssMaxMiB:  rssMax[i],
@@ -186,4 +221,42 @@ func startSampler(procs ...watched) *sampler {
 func (s *sampler) finish() []usage {
 	close(s.stop)
 	return <-s.done
+}
+
+// machineTicks reads the busy and total CPU ticks of the whole machine (/proc/stat):
+// the VM is shared, so a run says how busy it was besides the processes measured.
+func machineTicks() (busy, total uint64, err error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		total += n
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return busy, total, nil
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
