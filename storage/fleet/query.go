@@ -112,7 +112,9 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 // ClickHouse first (textKeys), and PostgreSQL then selects among the entries it found.
 func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Alert, error) {
 	var w where
-	w.host("a", f.Host)
+	if err := s.hostFilter(ctx, &w, "a", f.Host); err != nil {
+		return nil, fmt.Errorf("querying alerts: %w", err)
+	}
 	if f.Type != "" {
 		w.add("a.tripwire_type = $?", f.Type)
 	}
@@ -203,7 +205,9 @@ func (s *Store) eventDetail(hostID string, seq uint64, payload string) storage.R
 // the payload come from ClickHouse.
 func (s *Store) Audit(ctx context.Context, f storage.AuditFilter) ([]storage.AuditEntry, error) {
 	var w where
-	w.host("c", f.Host)
+	if err := s.hostFilter(ctx, &w, "c", f.Host); err != nil {
+		return nil, fmt.Errorf("querying audit entries: %w", err)
+	}
 	w.timeRange("c", f.From, f.To)
 	limit, offset := page(f.Limit, f.Offset)
 	rows, err := s.pg.Query(ctx, `SELECT COALESCE(h.hostname, ''), c.host_id, c.seq, c.ts_ns, c.kind, c.hash
@@ -352,13 +356,35 @@ func (w *where) add(clause string, args ...any) {
 	w.clauses = append(w.clauses, clause)
 }
 
-// host matches a host by id or by name; t is the alias of the table with host_id.
-func (w *where) host(t, host string) {
-	if host != "" {
-		w.args = append(w.args, host)
-		n := "$" + strconv.Itoa(len(w.args))
-		w.clauses = append(w.clauses, "("+t+".host_id = "+n+" OR h.hostname = "+n+")")
+// hostFilter matches a host by id or by name, t being the alias of the table with
+// host_id. The ids are resolved first, so that the clause names host_id alone: with
+// one id, PostgreSQL walks the (host_id, ts_ns) index of alerts, or the primary key of
+// chain_entries, for exactly the rows of a page, where "host_id = $1 OR hostname = $1"
+// over the join could use neither and scanned every host's rows in the time range.
+func (s *Store) hostFilter(ctx context.Context, w *where, t, host string) error {
+	if host == "" {
+		return nil
 	}
+	// chain_heads has a row for every host whose entries the store holds: the host
+	// itself, as an id, only matters then.
+	rows, err := s.pg.Query(ctx, `SELECT host_id FROM hosts WHERE hostname = $1
+		UNION SELECT host_id FROM chain_heads WHERE host_id = $1`, host)
+	if err != nil {
+		return fmt.Errorf("resolving host %q: %w", host, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("resolving host %q: %w", host, err)
+	}
+	switch len(ids) {
+	case 0:
+		w.add("false")
+	case 1:
+		w.add(t+".host_id = $?", ids[0])
+	default:
+		w.add(t+".host_id = ANY($?)", ids)
+	}
+	return nil
 }
 
 // timeRange keeps event times in [from, to), to the nanosecond. A bound outside
