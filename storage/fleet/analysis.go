@@ -58,14 +58,15 @@ func (s *Store) chAlertWhere(ctx context.Context, f storage.AlertFilter) (chWher
 	case !f.From.Before(storage.MaxTime):
 		w.add("0")
 	default:
-		w.add("ts >= " + strconv.FormatInt(f.From.UnixNano(), 10))
+		// month, the partition key, too: partitions outside the range are not opened.
+		w.add("ts >= " + strconv.FormatInt(f.From.UnixNano(), 10) + " AND month >= " + monthOf(f.From.UnixNano()))
 	}
 	switch {
 	case f.To.IsZero() || !f.To.Before(storage.MaxTime):
 	case !f.To.After(storage.MinTime):
 		w.add("0")
 	default:
-		w.add("ts < " + strconv.FormatInt(f.To.UnixNano(), 10))
+		w.add("ts < " + strconv.FormatInt(f.To.UnixNano(), 10) + " AND month <= " + monthOf(f.To.UnixNano()-1))
 	}
 	if f.Text != "" {
 		// The payload's "event" member, as the agent wrote it.

@@ -299,10 +299,18 @@ func (s *Store) history(ctx context.Context, keys []entryKey) ([]entryText, erro
 	// A superset of the keys (every listed seq of every listed host in the time span),
 	// narrowed in Go. Host ids are bound one by one: 18.16 cannot compare a String
 	// with the array the driver binds a slice as.
+	//
+	// PREWHERE: ClickHouse reads the key columns first and the hashes and payloads only
+	// of granules holding a wanted row. Every part holds a granule (8,192 rows) where
+	// the host's rows begin, which the primary key cannot rule out; with WHERE, each
+	// cost its payloads: one host's page of 100 alerts in 10M read 270k rows and took
+	// about 100 ms, against 15 ms (bench/fleet). month is the partition key: the
+	// partitions outside the time span are not opened.
 	query := `SELECT host_id, seq, hash, prev_hash, payload FROM entries
-		WHERE host_id IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(hostArgs)), ", ") + `)
+		PREWHERE host_id IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(hostArgs)), ", ") + `)
 		AND ts >= ` + strconv.FormatInt(minTS, 10) + ` AND ts <= ` + strconv.FormatInt(maxTS, 10) + `
-		AND seq IN (` + seqList.String() + `)`
+		AND seq IN (` + seqList.String() + `)
+		WHERE month >= ` + monthOf(minTS) + ` AND month <= ` + monthOf(maxTS)
 	ctx, cancel := context.WithTimeout(ctx, clickhouseTimeout)
 	defer cancel()
 	rows, err := s.ch.Query(ctx, query, hostArgs...)
@@ -331,6 +339,13 @@ func (s *Store) history(ctx context.Context, keys []entryKey) ([]entryText, erro
 		out[i] = t
 	}
 	return out, nil
+}
+
+// monthOf is the entries partition (UTC year*100+month) of a time in nanoseconds, as
+// insertHistory computes it.
+func monthOf(ns int64) string {
+	u := time.Unix(0, ns).UTC()
+	return strconv.Itoa(u.Year()*100 + int(u.Month()))
 }
 
 // page applies the default and the cap to a requested page.
