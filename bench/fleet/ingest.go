@@ -346,8 +346,14 @@ func throughput(ctx context.Context, s *site, agents []*simAgent, o options) ([]
 	if rows > distinct {
 		fmt.Printf("  %d ClickHouse rows are copies left by calls that failed after their ClickHouse insert (never shown; folded by merges)\n", rows-distinct)
 	}
-	if n, first := logErrors(s.collectorLog(ingestDB)); n > 0 {
+	if n, first := logLines(s.collectorLog(ingestDB), "level=ERROR"); n > 0 {
 		fmt.Printf("  the collector logged %d errors; the first: %s\n", n, first)
+	}
+	// A stream handles heartbeats between batches: batches slow enough make the
+	// dead-man switch mark live agents OFFLINE.
+	offline, first := logLines(s.collectorLog(ingestDB), "marked OFFLINE")
+	if offline > 0 {
+		fmt.Printf("  the collector marked %d hosts OFFLINE though their agents were connected; the first: %s\n", offline, first)
 	}
 	if stored == "MISMATCH" {
 		return nil, fmt.Errorf("acked entries and stored entries differ")
@@ -367,18 +373,19 @@ func throughput(ctx context.Context, s *site, agents []*simAgent, o options) ([]
 	}
 	out = append(out, result{name: "  the whole machine (shared VM)", measured: fmt.Sprintf("%.2f of %d cores busy, %.2f of them the processes above; load average %s at the end",
 		smp.machineBusy, runtime.NumCPU(), ours, loadAvg())})
+	out = append(out, result{name: "  hosts marked OFFLINE while connected (heartbeats wait behind batches)", measured: fmt.Sprint(offline), goal: "0", met: ptr(offline == 0)})
 	out = append(out, result{name: "  ClickHouse active parts of entries, max", measured: fmt.Sprint(maxParts), goal: "< 300 (18.16 refuses inserts past it)", met: ptr(maxParts < 300)})
 	return out, nil
 }
 
-// logErrors counts the ERROR lines of a collector log and returns the first.
-func logErrors(path string) (n int, first string) {
+// logLines counts the lines of a collector log holding what, and returns the first.
+func logLines(path, what string) (n int, first string) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0, ""
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.Contains(line, "level=ERROR") {
+		if strings.Contains(line, what) {
 			if n == 0 {
 				first = line
 			}

@@ -76,7 +76,7 @@ func main() {
 	flag.IntVar(&o.queryRuns, "query-runs", 100, "query: timed calls per query")
 	flag.BoolVar(&o.pgDurable, "pg-durable", true, "PostgreSQL syncs every commit (fsync, synchronous_commit, full_page_writes on)")
 	flag.StringVar(&o.profile, "profile", "", "throughput: write a CPU profile of the collector over the measured run to this file")
-	flag.BoolVar(&o.keep, "keep", false, "keep the servers' and collector's directory (printed) for inspection")
+	flag.BoolVar(&o.keep, "keep", false, "keep the servers running after the run, until interrupted, for inspection")
 	flag.StringVar(&only, "only", "latency,throughput,query", "which measurements to run, comma-separated")
 	flag.Parse()
 	o.only = strings.Split(only, ",")
@@ -117,12 +117,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		fmt.Println("keeping", s.dir)
-		defer func() { s.stopCollector(); s.pg.Stop(); s.ch.Stop() }()
-	} else {
-		defer s.close()
-	}
+	defer s.close()
 	fmt.Printf("tripwire fleet benchmark: %s/%s, %d CPUs, ClickHouse 18.16 and PostgreSQL 15 (durable commits: %v), servers up in %v\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), o.pgDurable, time.Since(began).Round(time.Millisecond))
 
@@ -145,6 +140,12 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	printResults(results)
+	if o.keep {
+		// For a look at the databases (EXPLAIN, system.parts) after a run.
+		fmt.Printf("\nkeeping the servers until interrupted: PostgreSQL %s (databases %s, %s), ClickHouse %s; logs in %s\n",
+			s.pg.DSN(), ingestDB, queryDB, s.ch.Addr(), s.dir)
+		<-ctx.Done()
+	}
 	return nil
 }
 
