@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tripwire-project/tripwire/internal/testservers"
@@ -273,4 +274,25 @@ func TestTwoStoresShareHosts(t *testing.T) {
 	if err != nil || len(au) != batches*per {
 		t.Fatalf("Audit(h03) = %d entries, %v", len(au), err)
 	}
+}
+
+// TestCloseLeavesNoGoroutines checks that Close stops the writers and the pools'
+// goroutines.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	ch, dsn := testservers.ClickHouse(t), testservers.PostgreSQL(t)
+	before := goleak.IgnoreCurrent()
+	s, err := Open(t.Context(), Options{ClickHouseAddr: ch.Addr, ClickHouseDatabase: ch.Database, PostgresDSN: dsn, Writers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendEntries(t.Context(), "h", chainOf(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendEntries(t.Context(), "h", chainOf(4)); !errors.Is(err, errClosed) {
+		t.Errorf("AppendEntries after Close = %v, want errClosed", err)
+	}
+	goleak.VerifyNone(t, before)
 }
