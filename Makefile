@@ -92,12 +92,13 @@ deps: ## Install the system packages the tests need (Debian)
 	@./deploy/scripts/install-deps.sh
 
 .PHONY: bench
-bench: build ## Print the benchmark figures (see bench/README.md)
+bench: deps build ## Print the benchmark figures (see bench/README.md)
 	$(GO) run ./bench/chain
 	$(GO) run ./bench/latency
 	$(GO) run ./bench/forensics
 	$(GO) run ./bench/agent -bin $(BIN)
 	$(GO) run ./bench/grafana
+	$(GO) run ./bench/fleet -bin $(BIN)
 
 .PHONY: lint
 lint: ## gofmt and go vet

@@ -45,6 +45,10 @@ type Listen struct {
 	// there (TLS, no client certificate; see docs/adr/0013). Empty disables enrolment,
 	// and the API refuses to make tokens.
 	Enroll string `yaml:"enroll"`
+	// Debug, if set, serves Go's runtime profiles (/debug/pprof/) for diagnosing the
+	// collector under load, without a token: it must be a loopback address. Unset (the
+	// default), nothing listens.
+	Debug string `yaml:"debug"`
 }
 
 // PKI names the directory made by `tripwire-collector pki init`, and how long the
@@ -224,6 +228,14 @@ func (c *Config) validate(v *yamlconf.Validator) {
 	} else if host, _, _ := net.SplitHostPort(c.Listen.HTTP); !isLoopback(host) {
 		// Bearer tokens would cross the network in clear text.
 		v.Add(fmt.Sprintf("%q is not a loopback address: the API speaks plain HTTP, so bind it to loopback and put a TLS proxy in front", c.Listen.HTTP), "listen", "http")
+	}
+	if c.Listen.Debug != "" {
+		if err := yamlconf.HostPort(c.Listen.Debug); err != nil {
+			v.Add(err.Error(), "listen", "debug")
+		} else if host, _, _ := net.SplitHostPort(c.Listen.Debug); !isLoopback(host) {
+			// Profiles need no token and show the process's memory.
+			v.Add(fmt.Sprintf("%q is not a loopback address: the profiles are served without a token", c.Listen.Debug), "listen", "debug")
+		}
 	}
 	if c.PKI.Dir == "" {
 		v.Add("required (make one with: tripwire-collector pki init --dir DIR)", "pki", "dir")

@@ -19,7 +19,7 @@ func TestLoadGood(t *testing.T) {
 	if !strings.HasSuffix(cfg.Storage.DuckDB, filepath.Join("testdata", "data", "tripwire.duckdb")) {
 		t.Errorf("duckdb path not resolved against the config dir: %q", cfg.Storage.DuckDB)
 	}
-	if len(cfg.API.Tokens) != 1 || cfg.Listen.GRPC != "127.0.0.1:7443" {
+	if len(cfg.API.Tokens) != 1 || cfg.Listen.GRPC != "127.0.0.1:7443" || cfg.Listen.Debug != "127.0.0.1:6060" {
 		t.Errorf("decoded %+v", cfg)
 	}
 }
@@ -88,6 +88,7 @@ func TestLoadBad(t *testing.T) {
 			"storage-postgres-only.bad.yml:4: storage.postgres.dsn: cannot parse `postgres://tripwire:xxxxx@127.0.0.1:notaport/tripwire`: invalid port",
 		},
 		"jwt.bad.yml":       {"jwt.bad.yml:8: api.jwt.algorithm: unknown key"},
+		"debug.bad.yml":     {`debug.bad.yml:4: listen.debug: "0.0.0.0:6060" is not a loopback address`},
 		"retention.bad.yml": {"retention.bad.yml:5: storage.retention_days: retention is enforced on the fleet store"},
 		"jwt-values.bad.yml": {
 			`jwt-values.bad.yml:6: api.jwt.issuer: "idp.example.com" is not an http(s) URL`,

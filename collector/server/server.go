@@ -47,6 +47,7 @@ type Server struct {
 	grpcL   net.Listener
 	httpL   net.Listener
 	enrollL net.Listener // nil: enrolment off
+	debugL  net.Listener // nil unless listen.debug is set
 }
 
 // New opens the store, loads the TLS material and the CA that signs agents' certificates,
@@ -92,6 +93,17 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 			s.httpL.Close()
 			store.Close()
 			return nil, fmt.Errorf("listening for enrolment on %s: %w", cfg.Listen.Enroll, err)
+		}
+	}
+	if cfg.Listen.Debug != "" {
+		if s.debugL, err = net.Listen("tcp", cfg.Listen.Debug); err != nil {
+			s.httpL.Close()
+			s.grpcL.Close()
+			if s.enrollL != nil {
+				s.enrollL.Close()
+			}
+			store.Close()
+			return nil, fmt.Errorf("listening for profiles on %s: %w", cfg.Listen.Debug, err)
 		}
 	}
 	return s, nil
@@ -248,6 +260,21 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if s.debugL != nil {
+		ds := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
+		s.logger.Info("serving profiles", "debug", s.debugL.Addr().String())
+		g.Go(func() error {
+			if err := ds.Serve(s.debugL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serving profiles: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			// A CPU profile being taken is cut: it is a diagnosis, not a service.
+			return ds.Close()
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		// Agent streams never end by themselves, so there is nothing to drain: an entry

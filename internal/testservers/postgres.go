@@ -75,10 +75,20 @@ func initPostgreSQL() (who runAs, dir string, port int, err error) {
 // connections. Durability settings are off: a test database need not survive a crash
 // of the machine (a clean stop keeps everything).
 func runPostgreSQL(who runAs, dir string, port int) (*process, error) {
-	cmd := exec.Command(filepath.Join(PostgreSQLBin, "postgres"), "-D", filepath.Join(dir, "data"),
+	return startPostgreSQLProcess(who, dir, port)
+}
+
+// startPostgreSQLProcess is runPostgreSQL with more server settings ("name=value"),
+// which take precedence over the test defaults (a later -c wins).
+func startPostgreSQLProcess(who runAs, dir string, port int, settings ...string) (*process, error) {
+	args := []string{"-D", filepath.Join(dir, "data"),
 		"-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=200", "-c", "shared_buffers=32MB", "-c", "logging_collector=off")
+		"-c", "max_connections=200", "-c", "shared_buffers=32MB", "-c", "logging_collector=off"}
+	for _, s := range settings {
+		args = append(args, "-c", s)
+	}
+	cmd := exec.Command(filepath.Join(PostgreSQLBin, "postgres"), args...)
 	// SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to leave.
 	p, err := launch("postgresql", cmd, who, dir, filepath.Join(dir, "postgres.log"), syscall.SIGINT, 20*time.Second)
 	if err != nil {

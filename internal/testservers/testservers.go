@@ -12,6 +12,9 @@
 // environment variable is set and is skipped otherwise, naming the apt-get command that
 // installs it (deploy/scripts/install-deps.sh installs both).
 //
+// Programs without a testing.TB, such as the benchmarks under bench/, start the same
+// servers with StartPostgreSQL and StartClickHouse and stop them with Server.Stop.
+//
 // Both servers refuse or should not run as root, so when the test runs as root they run
 // as their Debian system user (postgres, clickhouse), or as nobody when that is missing.
 package testservers

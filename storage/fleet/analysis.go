@@ -58,14 +58,15 @@ func (s *Store) chAlertWhere(ctx context.Context, f storage.AlertFilter) (chWher
 	case !f.From.Before(storage.MaxTime):
 		w.add("0")
 	default:
-		w.add("ts >= " + strconv.FormatInt(f.From.UnixNano(), 10))
+		// month, the partition key, too: partitions outside the range are not opened.
+		w.add("ts >= " + strconv.FormatInt(f.From.UnixNano(), 10) + " AND month >= " + monthOf(f.From.UnixNano()))
 	}
 	switch {
 	case f.To.IsZero() || !f.To.Before(storage.MaxTime):
 	case !f.To.After(storage.MinTime):
 		w.add("0")
 	default:
-		w.add("ts < " + strconv.FormatInt(f.To.UnixNano(), 10))
+		w.add("ts < " + strconv.FormatInt(f.To.UnixNano(), 10) + " AND month <= " + monthOf(f.To.UnixNano()-1))
 	}
 	if f.Text != "" {
 		// The payload's "event" member, as the agent wrote it.
@@ -209,7 +210,9 @@ func (s *Store) hostEventCounts(ctx context.Context, f storage.CountFilter) ([]s
 	}
 	var w where
 	w.add("a.seq IS NULL")
-	w.host("a", f.Alert.Host)
+	if err := s.hostFilter(ctx, &w, "a", f.Alert.Host); err != nil {
+		return nil, err
+	}
 	for _, c := range [...]struct{ col, v string }{{"a.tripwire_type", f.Alert.Type}, {"a.severity", f.Alert.Severity}, {"a.rule_name", f.Alert.Rule}, {"a.status", f.Alert.Status}} {
 		if c.v != "" {
 			w.add(c.col+" = $?", c.v)

@@ -120,7 +120,9 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 // it found, and among the host events whose detail holds the text.
 func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Alert, error) {
 	var w where
-	w.host("a", f.Host)
+	if err := s.hostFilter(ctx, &w, "a", f.Host); err != nil {
+		return nil, fmt.Errorf("querying alerts: %w", err)
+	}
 	if f.Type != "" {
 		w.add("a.tripwire_type = $?", f.Type)
 	}
@@ -222,7 +224,9 @@ func (s *Store) eventDetail(hostID string, seq uint64, payload string) storage.R
 // the payload come from ClickHouse.
 func (s *Store) Audit(ctx context.Context, f storage.AuditFilter) ([]storage.AuditEntry, error) {
 	var w where
-	w.host("c", f.Host)
+	if err := s.hostFilter(ctx, &w, "c", f.Host); err != nil {
+		return nil, fmt.Errorf("querying audit entries: %w", err)
+	}
 	w.timeRange("c", f.From, f.To)
 	limit, offset := page(f.Limit, f.Offset)
 	rows, err := s.pg.Query(ctx, `SELECT COALESCE(h.hostname, ''), c.host_id, c.seq, c.ts_ns, c.kind, c.hash
@@ -314,10 +318,18 @@ func (s *Store) history(ctx context.Context, keys []entryKey) ([]entryText, erro
 	// A superset of the keys (every listed seq of every listed host in the time span),
 	// narrowed in Go. Host ids are bound one by one: 18.16 cannot compare a String
 	// with the array the driver binds a slice as.
+	//
+	// PREWHERE: ClickHouse reads the key columns first and the hashes and payloads only
+	// of granules holding a wanted row. Every part holds a granule (8,192 rows) where
+	// the host's rows begin, which the primary key cannot rule out; with WHERE, each
+	// cost its payloads: one host's page of 100 alerts in 10M read 270k rows and took
+	// about 100 ms, against 15 ms (bench/fleet). month is the partition key: the
+	// partitions outside the time span are not opened.
 	query := `SELECT host_id, seq, hash, prev_hash, payload FROM entries
-		WHERE host_id IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(hostArgs)), ", ") + `)
+		PREWHERE host_id IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(hostArgs)), ", ") + `)
 		AND ts >= ` + strconv.FormatInt(minTS, 10) + ` AND ts <= ` + strconv.FormatInt(maxTS, 10) + `
-		AND seq IN (` + seqList.String() + `)`
+		AND seq IN (` + seqList.String() + `)
+		WHERE month >= ` + monthOf(minTS) + ` AND month <= ` + monthOf(maxTS)
 	ctx, cancel := context.WithTimeout(ctx, clickhouseTimeout)
 	defer cancel()
 	rows, err := s.ch.Query(ctx, query, hostArgs...)
@@ -348,6 +360,13 @@ func (s *Store) history(ctx context.Context, keys []entryKey) ([]entryText, erro
 	return out, nil
 }
 
+// monthOf is the entries partition (UTC year*100+month) of a time in nanoseconds, as
+// insertHistory computes it.
+func monthOf(ns int64) string {
+	u := time.Unix(0, ns).UTC()
+	return strconv.Itoa(u.Year()*100 + int(u.Month()))
+}
+
 // page applies the default and the cap to a requested page.
 func page(limit, offset int) (int, int) {
 	if limit <= 0 {
@@ -371,13 +390,35 @@ func (w *where) add(clause string, args ...any) {
 	w.clauses = append(w.clauses, clause)
 }
 
-// host matches a host by id or by name; t is the alias of the table with host_id.
-func (w *where) host(t, host string) {
-	if host != "" {
-		w.args = append(w.args, host)
-		n := "$" + strconv.Itoa(len(w.args))
-		w.clauses = append(w.clauses, "("+t+".host_id = "+n+" OR h.hostname = "+n+")")
+// hostFilter matches a host by id or by name, t being the alias of the table with
+// host_id. The ids are resolved first, so that the clause names host_id alone: with
+// one id, PostgreSQL walks the (host_id, ts_ns) index of alerts, or the primary key of
+// chain_entries, for exactly the rows of a page, where "host_id = $1 OR hostname = $1"
+// over the join could use neither and scanned every host's rows in the time range.
+func (s *Store) hostFilter(ctx context.Context, w *where, t, host string) error {
+	if host == "" {
+		return nil
 	}
+	// chain_heads has a row for every host whose entries the store holds, hosts one
+	// for every host that registered (whose host events may be all it has).
+	rows, err := s.pg.Query(ctx, `SELECT host_id FROM hosts WHERE hostname = $1 OR host_id = $1
+		UNION SELECT host_id FROM chain_heads WHERE host_id = $1`, host)
+	if err != nil {
+		return fmt.Errorf("resolving host %q: %w", host, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("resolving host %q: %w", host, err)
+	}
+	switch len(ids) {
+	case 0:
+		w.add("false")
+	case 1:
+		w.add(t+".host_id = $?", ids[0])
+	default:
+		w.add(t+".host_id = ANY($?)", ids)
+	}
+	return nil
 }
 
 // timeRange keeps event times in [from, to), to the nanosecond. A bound outside

@@ -15,13 +15,23 @@
 // they select in PostgreSQL and fetch payloads from ClickHouse, and fail when either is
 // down.
 //
+// Write path. AppendEntries calls made at the same time (one per agent stream) are
+// written together: a few writers each take every call queued when they are free and
+// store them as one group, one ClickHouse insert and one PostgreSQL transaction, then
+// answer each call (writer.go, docs/adr/0015-fleet-write-path.md). A call returns nil
+// only once its group has committed; a group that fails fails all its calls, except
+// that one PostgreSQL refuses for its data is written again call by call, so that such
+// a call fails alone.
+//
 // De-duplication on (host_id, seq): PostgreSQL's chain_entries holds one row per entry,
 // with its hash. Appends of one host are serialised across collectors by a PostgreSQL
-// advisory lock held for the whole call, and insert into ClickHouse only the entries
-// PostgreSQL does not hold. A ClickHouse row whose (host_id, seq, hash) PostgreSQL does
-// not hold is left by a call that failed after writing ClickHouse; reads take, for each
-// entry PostgreSQL holds, the ClickHouse row with that hash, so such rows are never
-// shown, and an entry held is never replaced by a resend or a forgery.
+// advisory lock held for the whole group write (the locks of a group taken in key
+// order, so that groups sharing hosts wait rather than deadlock), and insert into
+// ClickHouse only the entries PostgreSQL does not hold. A ClickHouse row whose
+// (host_id, seq, hash) PostgreSQL does not hold is left by a write that failed after
+// writing ClickHouse; reads take, for each entry PostgreSQL holds, the ClickHouse row
+// with that hash, so such rows are never shown, and an entry held is never replaced by
+// a resend or a forgery.
 package fleet
 
 import (
@@ -48,6 +58,9 @@ type Options struct {
 	// PostgresDSN is a pgx connection string (URL or key=value) naming an existing
 	// database; pool_max_conns in it sizes the pool (default 32).
 	PostgresDSN string
+	// Writers is how many groups of appends are written at once, each one ClickHouse
+	// insert and one PostgreSQL transaction (0: 4). See writer.go.
+	Writers int
 	// Logger may be nil.
 	Logger *slog.Logger
 }
@@ -61,6 +74,7 @@ type Store struct {
 	pg     *pgxpool.Pool
 	ch     driver.Conn
 	logger *slog.Logger
+	w      *writer
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -107,6 +121,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("opening store: %w", err), s.Close())
 	}
+	writers := o.Writers
+	if writers <= 0 {
+		writers = defaultWriters
+	}
+	s.w = newWriter(s, writers, o.Logger)
 	o.Logger.Debug("store open", "clickhouse", o.ClickHouseAddr, "database", o.ClickHouseDatabase)
 	return s, nil
 }
@@ -150,8 +169,12 @@ func quoteIdent(name string) string {
 	return string(append(out, '`'))
 }
 
-// Close releases both connection pools. Calls in flight must have returned.
+// Close stops the writer and releases both connection pools. Calls in flight must have
+// returned.
 func (s *Store) Close() error {
+	if s.w != nil {
+		s.w.close()
+	}
 	s.pg.Close()
 	if err := s.ch.Close(); err != nil {
 		return fmt.Errorf("closing ClickHouse connections: %w", err)
