@@ -16,6 +16,7 @@ import (
 	"github.com/tripwire-project/tripwire/collector/pki"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 	"github.com/tripwire-project/tripwire/storage"
+	"github.com/tripwire-project/tripwire/storage/storetest"
 )
 
 // TestDegradedWatchersMakeTheHostDegraded: an agent registering with a watcher in a
@@ -149,4 +150,39 @@ func TestBacklogFollowsHeartbeats(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantBacklog(2)
+}
+
+// TestBatchesAreSignsOfLife: a host that sends batches is alive even when its heartbeats
+// wait behind them in the stream: a stored batch moves last_seen, and brings back a host
+// the dead-man switch marked OFFLINE.
+func TestBatchesAreSignsOfLife(t *testing.T) {
+	f := newFixture(t)
+	a := f.connect(t, "busy-1")
+	hostSeen := func() storage.Host {
+		t.Helper()
+		hs, err := f.store.Hosts(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hs {
+			if h.HostID == a.hostID {
+				return h
+			}
+		}
+		t.Fatalf("host %s not listed", a.hostID)
+		return storage.Host{}
+	}
+	registered := hostSeen().LastSeen
+	now := time.Now().UTC().Add(time.Second)
+	if evs, err := f.store.MarkOffline(t.Context(), now, now); err != nil || len(evs) != 1 {
+		t.Fatalf("MarkOffline = %+v, %v", evs, err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if resp, err := a.send(t, events(storetest.NewChain(), 3)); err != nil || resp.GetAck().GetSeq() != 3 {
+		t.Fatalf("batch: %v, %v", resp, err)
+	}
+	h := hostSeen()
+	if !h.LastSeen.After(registered) || h.Status != storage.HostOnline {
+		t.Errorf("after a batch: last_seen %v (registered %v), status %s; want later and ONLINE", h.LastSeen, registered, h.Status)
+	}
 }

@@ -301,6 +301,8 @@ type session struct {
 	// backlog is the agent's last reported queue depth, counted in the backlog metric
 	// until the session ends.
 	backlog uint64
+	// heardAt is when a stored batch last counted as a heartbeat (batchHeard).
+	heardAt time.Time
 }
 
 func (ss *session) handleBatch(ctx context.Context, b *tripwirev1.EventBatch) (*tripwirev1.StreamResponse, error) {
@@ -391,6 +393,9 @@ func (ss *session) storeBatch(ctx context.Context, entries []batch.Entry) (resp 
 		if err := ss.confirm(ctx); err != nil {
 			return nil, false, err
 		}
+	}
+	if err := ss.batchHeard(ctx); err != nil {
+		return nil, false, err
 	}
 	var fresh []storage.Alert
 	for _, e := range entries {
