@@ -55,39 +55,59 @@ func NewPGFanout(dsn string, local *Broker, store storage.Store, logger *slog.Lo
 	return &PGFanout{dsn: dsn, local: local, store: store, logger: logger}
 }
 
-// Publish notifies every replica (this one included) of alerts. When PostgreSQL cannot
+// Publish notifies every replica (this one included) of alerts, in one statement: one
+// round trip and one commit however many alerts a batch holds. When PostgreSQL cannot
 // be reached, this replica's subscribers still get them.
 func (f *PGFanout) Publish(alerts ...storage.Alert) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	if len(alerts) == 0 {
+		return
+	}
+	payloads := make([]string, len(alerts))
 	for i, a := range alerts {
-		if err := f.notifyOne(a); err != nil {
-			f.logger.Warn("notifying other collectors failed: only this one's live subscribers get the alerts", "err", err, "alerts", len(alerts)-i)
-			f.local.Publish(alerts[i:]...)
+		p, err := notifyPayload(a)
+		if err != nil {
+			f.logger.Warn("encoding an alert notification", "alert_id", a.AlertID, "err", err)
+			f.local.Publish(alerts...)
 			return
 		}
+		payloads[i] = p
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.notifyAll(payloads); err != nil {
+		f.logger.Warn("notifying other collectors failed: only this one's live subscribers get the alerts", "err", err, "alerts", len(alerts))
+		f.local.Publish(alerts...)
 	}
 }
 
-func (f *PGFanout) notifyOne(a storage.Alert) error {
+// notifyPayload is an alert's notification: without its event detail when too large.
+func notifyPayload(a storage.Alert) (string, error) {
 	payload, err := json.Marshal(notice{Alert: a})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if len(payload) > maxNotify {
 		a.EventDetail = nil
 		if payload, err = json.Marshal(notice{Alert: a, DetailOmitted: true}); err != nil {
-			return err
+			return "", err
 		}
 	}
+	return string(payload), nil
+}
+
+// notifyAll sends the notifications in one transaction, in order.
+func (f *PGFanout) notifyAll(payloads []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	var err error
 	if f.notify == nil || f.notify.IsClosed() {
 		if f.notify, err = pgx.Connect(ctx, f.dsn); err != nil {
 			return fmt.Errorf("connecting to PostgreSQL: %w", err)
 		}
 	}
-	if _, err = f.notify.Exec(ctx, "SELECT pg_notify($1, $2)", Channel, string(payload)); err != nil {
+	// unnest yields the array in order, and notifications of one transaction are
+	// delivered in the order they were sent.
+	if _, err = f.notify.Exec(ctx, "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", Channel, payloads); err != nil {
 		f.notify.Close(ctx)
 		f.notify = nil
 		return fmt.Errorf("pg_notify: %w", err)
@@ -134,6 +154,9 @@ func (f *PGFanout) listen(ctx context.Context, connected func()) error {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if f.local.Subscribers() == 0 {
+			continue // nobody here to tell: decoding it would be wasted
 		}
 		var msg notice
 		if err := json.Unmarshal([]byte(n.Payload), &msg); err != nil {

@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,30 @@ func TestPGFanoutReachesEveryReplica(t *testing.T) {
 				t.Errorf("replica %d got %s twice or extra", i, a.AlertID)
 			}
 		case <-time.After(300 * time.Millisecond):
+		}
+	}
+
+	// A batch's alerts go out in one statement and arrive whole and in order.
+	var batch []storage.Alert
+	for n := range 200 {
+		batch = append(batch, storage.Alert{AlertID: fmt.Sprintf("b%03d", n), Seq: uint64(n + 1)})
+	}
+	fanouts[1].Publish(batch...)
+	for i := range 2 {
+		timeout := time.After(5 * time.Second)
+		for n := 0; n < len(batch); {
+			select {
+			case a := <-subs[i].C:
+				if a.AlertID == "probe" {
+					continue
+				}
+				if a.AlertID != batch[n].AlertID {
+					t.Fatalf("replica %d: alert %d of the batch is %s, want %s", i, n, a.AlertID, batch[n].AlertID)
+				}
+				n++
+			case <-timeout:
+				t.Fatalf("replica %d got %d of %d batch alerts within 5 s", i, n, len(batch))
+			}
 		}
 	}
 }
