@@ -47,6 +47,8 @@ type Server struct {
 	grpcL   net.Listener
 	httpL   net.Listener
 	enrollL net.Listener // nil: enrolment off
+	// reg holds the collector's metrics, the store's among them.
+	reg *prometheus.Registry
 	debugL  net.Listener // nil unless listen.debug is set
 }
 
@@ -73,11 +75,14 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
-	store, err := OpenStore(ctx, cfg.Storage, logger)
+	// The registry is made here so that the store can register its own metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	store, err := OpenStore(ctx, cfg.Storage, logger, reg)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: logger, store: store, tls: tlsSrc, signer: signer}
+	s := &Server{cfg: cfg, logger: logger, store: store, tls: tlsSrc, signer: signer, reg: reg}
 	if s.grpcL, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("listening for agents on %s: %w", cfg.Listen.GRPC, err)
@@ -115,11 +120,12 @@ const openTimeout = 2 * time.Minute
 
 // OpenStore opens the store cfg names, bringing its schema up to date: the embedded
 // DuckDB file, or ClickHouse with PostgreSQL (storage/fleet) when both are configured.
-func OpenStore(ctx context.Context, cfg config.Storage, logger *slog.Logger) (storage.Store, error) {
+// reg, if not nil, receives the store's own metrics.
+func OpenStore(ctx context.Context, cfg config.Storage, logger *slog.Logger, reg prometheus.Registerer) (storage.Store, error) {
 	if cfg.Fleet() {
 		store, err := fleet.Open(ctx, fleet.Options{
 			ClickHouseAddr: cfg.ClickHouse.Addr, ClickHouseDatabase: cfg.ClickHouse.Database,
-			PostgresDSN: cfg.Postgres.DSN, Logger: logger,
+			PostgresDSN: cfg.Postgres.DSN, Logger: logger, Registerer: reg,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("opening the ClickHouse (%s/%s) and PostgreSQL store: %w", cfg.ClickHouse.Addr, cfg.ClickHouse.Database, err)
@@ -170,8 +176,7 @@ func (s *Server) ReloadTLS() error {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.store.Close()
 	broker := live.NewBroker(0)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := s.reg
 	m := metrics.New(reg)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tripwire_collector_live_subscribers",

@@ -52,7 +52,7 @@ func TestNewOpensFleetStore(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	// The host registered through the server is in PostgreSQL for the next collector.
-	again, err := OpenStore(t.Context(), cfg.Storage, nil)
+	again, err := OpenStore(t.Context(), cfg.Storage, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,8 +58,16 @@ type hostAppend struct {
 	headHash     string
 }
 
-// groupTx writes a group of hosts' entries in tx.
-func (s *Store) groupTx(ctx context.Context, tx pgx.Tx, hosts []*hostAppend) error {
+// groupStats is what a group write tells the metrics: ClickHouse's share of its time,
+// whether ClickHouse failed it, and how many entries it wrote.
+type groupStats struct {
+	clickhouse time.Duration
+	chFailed   bool
+	entries    int
+}
+
+// groupTx writes a group of hosts' entries in tx, noting in st what it did.
+func (s *Store) groupTx(ctx context.Context, tx pgx.Tx, hosts []*hostAppend, st *groupStats) error {
 	// Locks in ascending key order, the same in every collector: two groups sharing hosts
 	// wait for each other instead of deadlocking. unnest yields the array in order.
 	keys := make([]int64, len(hosts))
@@ -95,8 +103,14 @@ func (s *Store) groupTx(ctx context.Context, tx pgx.Tx, hosts []*hostAppend) err
 	}
 	// ClickHouse first: once PostgreSQL records an entry, a resend of it is skipped, so
 	// the history must hold it before.
-	if err := s.insertHistory(ctx, writes); err != nil {
+	started := time.Now()
+	err := s.insertHistory(ctx, writes)
+	st.clickhouse, st.chFailed = time.Since(started), err != nil
+	if err != nil {
 		return err
+	}
+	for _, h := range writes {
+		st.entries += len(h.fresh)
 	}
 	if err := insertIndex(ctx, tx, writes); err != nil {
 		return err

@@ -45,6 +45,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tripwire-project/tripwire/storage"
 )
@@ -63,6 +64,9 @@ type Options struct {
 	Writers int
 	// Logger may be nil.
 	Logger *slog.Logger
+	// Registerer, if not nil, receives the store's write metrics: each server's time
+	// and failures per group write (tripwire_collector_store_write_*).
+	Registerer prometheus.Registerer
 }
 
 // Store is a storage.Store kept in PostgreSQL and ClickHouse.
@@ -71,10 +75,11 @@ type Options struct {
 // processes sharing the two databases: appends of one host are serialised through
 // PostgreSQL, appends of different hosts run in parallel.
 type Store struct {
-	pg     *pgxpool.Pool
-	ch     driver.Conn
-	logger *slog.Logger
-	w      *writer
+	pg      *pgxpool.Pool
+	ch      driver.Conn
+	logger  *slog.Logger
+	w       *writer
+	metrics *writeMetrics // nil: none
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -117,7 +122,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		pg.Close()
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
-	s := &Store{pg: pg, ch: ch, logger: o.Logger}
+	s := &Store{pg: pg, ch: ch, logger: o.Logger, metrics: newWriteMetrics(o.Registerer)}
 	if err := s.migrate(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("opening store: %w", err), s.Close())
 	}

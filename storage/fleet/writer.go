@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -201,7 +202,11 @@ func (w *writer) writeGroup(calls []*appendCall) error {
 	w.groups.Add(1)
 	ctx, cancel := context.WithTimeout(w.ctx, groupTimeout)
 	defer cancel()
-	return pgx.BeginFunc(ctx, w.s.pg, func(tx pgx.Tx) error { return w.s.groupTx(ctx, tx, hosts) })
+	var st groupStats
+	started := time.Now()
+	err := pgx.BeginFunc(ctx, w.s.pg, func(tx pgx.Tx) error { return w.s.groupTx(ctx, tx, hosts, &st) })
+	w.s.metrics.observe(st.entries, st.clickhouse, time.Since(started)-st.clickhouse, st.chFailed, err != nil && !st.chFailed)
+	return err
 }
 
 // refusedForData reports whether PostgreSQL refused a statement for the data it was

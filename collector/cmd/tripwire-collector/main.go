@@ -140,7 +140,7 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	store, err := server.OpenStore(ctx, cfg.Storage, logger)
+	store, err := server.OpenStore(ctx, cfg.Storage, logger, nil)
 	if err != nil {
 		return err
 	}

@@ -274,7 +274,7 @@ func storeSource(ctx context.Context, path string) (forensics.Source, error) {
 	if !cfg.Storage.Fleet() {
 		return forensics.NewDuckDBSource(cfg.Storage.DuckDB)
 	}
-	store, err := server.OpenStore(ctx, cfg.Storage, nil)
+	store, err := server.OpenStore(ctx, cfg.Storage, nil, nil)
 	if err != nil {
 		return nil, err
 	}
