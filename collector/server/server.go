@@ -48,8 +48,8 @@ type Server struct {
 	httpL   net.Listener
 	enrollL net.Listener // nil: enrolment off
 	// reg holds the collector's metrics, the store's among them.
-	reg *prometheus.Registry
-	debugL  net.Listener // nil unless listen.debug is set
+	reg    *prometheus.Registry
+	debugL net.Listener // nil unless listen.debug is set
 }
 
 // New opens the store, loads the TLS material and the CA that signs agents' certificates,
