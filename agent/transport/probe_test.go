@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,69 +11,25 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/tripwire-project/tripwire/agent/transport"
+	"github.com/tripwire-project/tripwire/agent/transport/transporttest"
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/proto/batch"
 	"github.com/tripwire-project/tripwire/proto/chain"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 )
 
-// memChain is an in-memory transport.Chain.
-type memChain struct {
-	mu       sync.Mutex
-	entries  []batch.Entry
-	acked    uint64
-	appended chan struct{}
-}
-
-func newMemChain(n int) *memChain {
-	c := &memChain{appended: make(chan struct{}, 1)}
+// agentNotices returns a chain of n agent notices, from seq 1.
+func agentNotices(n int) []batch.Entry {
+	var out []batch.Entry
 	prev := chain.GenesisPrev
 	for seq := uint64(1); seq <= uint64(n); seq++ {
 		payload := fmt.Appendf(nil, `{"seq":%d,"ts":"2026-03-14T15:56:53Z","kind":"agent","notice":{"what":"n%d"}}`, seq, seq)
 		e := batch.Entry{Seq: seq, Time: time.Date(2026, 3, 14, 15, 56, 53, 0, time.UTC), Kind: "agent", Payload: payload, PrevHash: prev, Hash: chain.Hash(prev, payload)}
-		c.entries = append(c.entries, e)
+		out = append(out, e)
 		prev = e.Hash
 	}
-	return c
+	return out
 }
-
-func (c *memChain) Head() (uint64, string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) == 0 {
-		return 0, ""
-	}
-	last := c.entries[len(c.entries)-1]
-	return last.Seq, last.Hash
-}
-
-func (c *memChain) ReadFrom(seq uint64, max int) ([]batch.Entry, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if seq == 0 {
-		seq = 1
-	}
-	if seq > uint64(len(c.entries)) {
-		return nil, nil
-	}
-	end := min(uint64(len(c.entries)), seq-1+uint64(max))
-	return append([]batch.Entry(nil), c.entries[seq-1:end]...), nil
-}
-
-func (c *memChain) Acked() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.acked
-}
-
-func (c *memChain) SetAcked(seq uint64) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.acked = max(c.acked, seq)
-	return nil
-}
-
-func (c *memChain) Appended() <-chan struct{} { return c.appended }
 
 // prober is an IngestService that, once an agent registers, asks it for the hash of
 // each of seqs in turn, as a collector finding a fork does, while the agent sends its
@@ -144,7 +99,7 @@ func TestShipperAnswersChainHashProbes(t *testing.T) {
 	go srv.Serve(lis)
 	defer srv.Stop()
 
-	c := newMemChain(1000)
+	c := transporttest.NewMemChain(agentNotices(1000))
 	// Small batches and a fast heartbeat keep the sender busy while it is probed.
 	sh := transport.New(c, transport.Options{Address: lis.Addr().String(), TLS: cl.Config(), Hostname: "web-1", BatchSize: 7, Heartbeat: 10 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -160,7 +115,7 @@ func TestShipperAnswersChainHashProbes(t *testing.T) {
 		for i, seq := range p.seqs {
 			want := ""
 			if seq >= 1 && seq <= 1000 {
-				want = c.entries[seq-1].Hash
+				want = c.All()[seq-1].Hash
 			}
 			if got[i].GetSeq() != seq || got[i].GetHash() != want {
 				t.Errorf("probe of seq %d answered {%d %q}, want {%d %q}", seq, got[i].GetSeq(), got[i].GetHash(), seq, want)

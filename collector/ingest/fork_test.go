@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tripwire-project/tripwire/agent/transport"
+	"github.com/tripwire-project/tripwire/agent/transport/transporttest"
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/internal/testservers"
 	"github.com/tripwire-project/tripwire/proto/batch"
@@ -18,84 +18,16 @@ import (
 	"github.com/tripwire-project/tripwire/storage/storetest"
 )
 
-// memChain is an agent's audit chain held in memory: a transport.Chain for the real
-// agent shipper.
-type memChain struct {
-	mu       sync.Mutex
-	entries  []batch.Entry
-	acked    uint64
-	appended chan struct{}
-}
-
-func newMemChain(entries []batch.Entry) *memChain {
-	return &memChain{entries: slices.Clone(entries), appended: make(chan struct{}, 1)}
-}
-
-// add appends entries, as the agent's pipeline does.
-func (c *memChain) add(entries ...batch.Entry) {
-	c.mu.Lock()
-	c.entries = append(c.entries, entries...)
-	c.mu.Unlock()
-	select {
-	case c.appended <- struct{}{}:
-	default:
-	}
-}
-
-func (c *memChain) all() []batch.Entry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.entries)
-}
-
-func (c *memChain) Head() (uint64, string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) == 0 {
-		return 0, ""
-	}
-	last := c.entries[len(c.entries)-1]
-	return last.Seq, last.Hash
-}
-
-func (c *memChain) ReadFrom(seq uint64, max int) ([]batch.Entry, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if seq == 0 {
-		seq = 1
-	}
-	if seq > uint64(len(c.entries)) {
-		return nil, nil
-	}
-	end := min(uint64(len(c.entries)), seq-1+uint64(max))
-	return slices.Clone(c.entries[seq-1 : end]), nil
-}
-
-func (c *memChain) Acked() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.acked
-}
-
-func (c *memChain) SetAcked(seq uint64) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.acked = max(c.acked, seq)
-	return nil
-}
-
-func (c *memChain) Appended() <-chan struct{} { return c.appended }
-
-// runningAgent is the real agent shipper sending a memChain.
+// runningAgent is the real agent shipper sending a transporttest.MemChain.
 type runningAgent struct {
-	chain  *memChain
+	chain  *transporttest.MemChain
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 // startAgent ships c to the collector with the certificate hc until stopped (at the
 // latest when the test ends).
-func (f *fixture) startAgent(t *testing.T, hc pki.HostCert, c *memChain) *runningAgent {
+func (f *fixture) startAgent(t *testing.T, hc pki.HostCert, c *transporttest.MemChain) *runningAgent {
 	t.Helper()
 	cl, err := transport.LoadClientTLS(hc.CAFile, hc.CertFile, hc.KeyFile, "localhost")
 	if err != nil {
@@ -134,7 +66,7 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 // the agent holding it has had all of it acked.
 func (f *fixture) waitStored(t *testing.T, id string, a *runningAgent) {
 	t.Helper()
-	want := a.chain.all()
+	want := a.chain.All()
 	last := want[len(want)-1]
 	waitFor(t, fmt.Sprintf("chain %s stored and acked up to seq %d", id, last.Seq), func() (bool, string) {
 		seq, hash, err := f.store.Head(context.Background(), id)
@@ -270,11 +202,11 @@ func testFork(t *testing.T, f *fixture, c forkCase) {
 	sub := f.broker.Subscribe()
 	defer sub.Close()
 	stored := events(storetest.NewChain(), 10)
-	host := f.startAgent(t, hc, newMemChain(stored))
+	host := f.startAgent(t, hc, transporttest.NewMemChain(stored))
 	f.waitStored(t, hc.HostID, host)
 
 	departing := c.depart(stored)
-	other := f.startAgent(t, hc, newMemChain(departing))
+	other := f.startAgent(t, hc, transporttest.NewMemChain(departing))
 	if c.truncated {
 		// Nothing to store yet: the truncation is raised, and the agent's next entry
 		// starts the fork.
@@ -285,19 +217,19 @@ func testFork(t *testing.T, f *fixture, c forkCase) {
 		if want := storage.TruncationEvent(hc.HostID, "web-09", hc.HostID, 6, stored[5].Hash, 10, time.Time{}); f.integrity(t)[0].EventID != want.EventID {
 			t.Errorf("truncation event id %s, want %s", f.integrity(t)[0].EventID, want.EventID)
 		}
-		other.chain.add(events(storetest.ChainAfter(departing[5]), 2)...)
-		departing = other.chain.all()
+		other.chain.Add(events(storetest.ChainAfter(departing[5]), 2)...)
+		departing = other.chain.All()
 	}
 	forkID := storage.ForkID(hc.HostID, c.k, departing[c.k-1].Hash)
 	f.waitStored(t, forkID, other)
 
 	// Both keep going, each on its own chain.
-	host.chain.add(events(storetest.ChainAfter(stored[len(stored)-1]), 3)...)
-	other.chain.add(events(storetest.ChainAfter(departing[len(departing)-1]), 2)...)
+	host.chain.Add(events(storetest.ChainAfter(stored[len(stored)-1]), 3)...)
+	other.chain.Add(events(storetest.ChainAfter(departing[len(departing)-1]), 2)...)
 	f.waitStored(t, hc.HostID, host)
 	f.waitStored(t, forkID, other)
-	f.wantChain(t, hc.HostID, host.chain.all())
-	f.wantChain(t, forkID, other.chain.all())
+	f.wantChain(t, hc.HostID, host.chain.All())
+	f.wantChain(t, forkID, other.chain.All())
 
 	fork, ok := f.host(t, forkID)
 	if !ok || fork.ForkOf != hc.HostID || fork.ForkSeq != c.k || fork.Hostname != "web-09" {
@@ -326,8 +258,8 @@ func testFork(t *testing.T, f *fixture, c forkCase) {
 		}
 		counts[a.HostID]++
 	}
-	if counts[hc.HostID] != 13 || counts[forkID] != len(other.chain.all()) {
-		t.Errorf("alerts per chain = %v, want %d for the host and %d for the fork", counts, 13, len(other.chain.all()))
+	if counts[hc.HostID] != 13 || counts[forkID] != len(other.chain.All()) {
+		t.Errorf("alerts per chain = %v, want %d for the host and %d for the fork", counts, 13, len(other.chain.All()))
 	}
 	evs := f.integrity(t)
 	if hostAlerts != len(evs) {
@@ -353,7 +285,7 @@ func testFork(t *testing.T, f *fixture, c forkCase) {
 	// Live: every alert of either chain once, a fork's flagged; and the events.
 	seen := map[string]int{}
 	timeout := time.After(5 * time.Second)
-	for len(seen) < 13+len(other.chain.all())+wantEvents {
+	for len(seen) < 13+len(other.chain.All())+wantEvents {
 		select {
 		case a := <-sub.C:
 			seen[a.AlertID]++
@@ -380,24 +312,24 @@ func TestForkedAgentReconnectsToItsFork(t *testing.T) {
 		t.Fatal(err)
 	}
 	stored := events(storetest.NewChain(), 6)
-	host := f.startAgent(t, hc, newMemChain(stored))
+	host := f.startAgent(t, hc, transporttest.NewMemChain(stored))
 	f.waitStored(t, hc.HostID, host)
 	host.stop()
 
-	wiped := newMemChain(events(storetest.NewChain(), 3))
+	wiped := transporttest.NewMemChain(events(storetest.NewChain(), 3))
 	a := f.startAgent(t, hc, wiped)
-	forkID := storage.ForkID(hc.HostID, 1, wiped.all()[0].Hash)
+	forkID := storage.ForkID(hc.HostID, 1, wiped.All()[0].Hash)
 	f.waitStored(t, forkID, a)
 	a.stop()
 	sub := f.broker.Subscribe()
 	defer sub.Close()
 	for _, n := range []int{1, 5} { // behind the host's head, then ahead of it
-		wiped.add(events(storetest.ChainAfter(wiped.all()[len(wiped.all())-1]), n)...)
+		wiped.Add(events(storetest.ChainAfter(wiped.All()[len(wiped.All())-1]), n)...)
 		a = f.startAgent(t, hc, wiped)
 		f.waitStored(t, forkID, a)
 		a.stop()
 	}
-	f.wantChain(t, forkID, wiped.all())
+	f.wantChain(t, forkID, wiped.All())
 	f.wantChain(t, hc.HostID, stored)
 	if evs := f.integrity(t); len(evs) != 1 {
 		t.Errorf("integrity events = %+v, want one", evs)
@@ -419,14 +351,14 @@ func TestForkedAgentReconnectsToItsFork(t *testing.T) {
 	}
 
 	// A copy of the forked agent's chain, taken at seq 6, runs on by itself.
-	clone := newMemChain(append(wiped.all()[:6], events(storetest.ChainAfter(wiped.all()[5]), 2)...))
+	clone := transporttest.NewMemChain(append(wiped.All()[:6], events(storetest.ChainAfter(wiped.All()[5]), 2)...))
 	c := f.startAgent(t, hc, clone)
-	nested := storage.ForkID(forkID, 7, clone.all()[6].Hash)
+	nested := storage.ForkID(forkID, 7, clone.All()[6].Hash)
 	f.waitStored(t, nested, c)
 	if h, _ := f.host(t, nested); h.ForkOf != forkID || h.ForkSeq != 7 {
 		t.Errorf("fork of the fork = %+v, want fork_of %s fork_seq 7", h, forkID)
 	}
-	f.wantChain(t, forkID, wiped.all())
+	f.wantChain(t, forkID, wiped.All())
 	if evs := f.integrity(t); len(evs) != 2 {
 		t.Errorf("integrity events = %+v, want two (one per fork)", evs)
 	}
@@ -499,22 +431,22 @@ func TestTwoAgentsRacingOnOneCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	prefix := events(storetest.NewChain(), 4)
-	p := f.startAgent(t, hc, newMemChain(prefix))
+	p := f.startAgent(t, hc, transporttest.NewMemChain(prefix))
 	f.waitStored(t, hc.HostID, p)
 	p.stop()
-	a := f.startAgent(t, hc, newMemChain(append(slices.Clone(prefix), events(storetest.ChainAfter(prefix[3]), 6)...)))
-	b := f.startAgent(t, hc, newMemChain(append(slices.Clone(prefix), events(storetest.ChainAfter(prefix[3]), 6)...)))
+	a := f.startAgent(t, hc, transporttest.NewMemChain(append(slices.Clone(prefix), events(storetest.ChainAfter(prefix[3]), 6)...)))
+	b := f.startAgent(t, hc, transporttest.NewMemChain(append(slices.Clone(prefix), events(storetest.ChainAfter(prefix[3]), 6)...)))
 	for range 5 {
 		for _, x := range []*runningAgent{a, b} {
-			all := x.chain.all()
-			x.chain.add(events(storetest.ChainAfter(all[len(all)-1]), 3)...)
+			all := x.chain.All()
+			x.chain.Add(events(storetest.ChainAfter(all[len(all)-1]), 3)...)
 		}
 	}
 	var host, fork *runningAgent
 	waitFor(t, "one agent on the host's chain", func() (bool, string) {
 		_, hash, err := f.store.Head(context.Background(), hc.HostID)
 		for _, x := range []*runningAgent{a, b} {
-			if all := x.chain.all(); hash == all[len(all)-1].Hash {
+			if all := x.chain.All(); hash == all[len(all)-1].Hash {
 				host = x
 			}
 		}
@@ -524,11 +456,11 @@ func TestTwoAgentsRacingOnOneCertificate(t *testing.T) {
 	if host == a {
 		fork = b
 	}
-	forkID := storage.ForkID(hc.HostID, 5, fork.chain.all()[4].Hash)
+	forkID := storage.ForkID(hc.HostID, 5, fork.chain.All()[4].Hash)
 	f.waitStored(t, hc.HostID, host)
 	f.waitStored(t, forkID, fork)
-	f.wantChain(t, hc.HostID, host.chain.all())
-	f.wantChain(t, forkID, fork.chain.all())
+	f.wantChain(t, hc.HostID, host.chain.All())
+	f.wantChain(t, forkID, fork.chain.All())
 	if evs := f.integrity(t); len(evs) != 1 {
 		t.Errorf("integrity events = %+v, want one", evs)
 	}

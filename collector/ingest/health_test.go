@@ -1,19 +1,13 @@
 package ingest_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/tripwire-project/tripwire/agent/transport"
-	"github.com/tripwire-project/tripwire/collector/pki"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 	"github.com/tripwire-project/tripwire/storage"
 	"github.com/tripwire-project/tripwire/storage/storetest"
@@ -27,44 +21,22 @@ func TestDegradedWatchersMakeTheHostDegraded(t *testing.T) {
 	f := newFixture(t)
 	sub := f.broker.Subscribe()
 	defer sub.Close()
-	hc, err := pki.Issue(f.pkiDir, "web-7", pki.IssueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := transport.LoadClientTLS(hc.CAFile, hc.CertFile, hc.KeyFile, "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(credentials.NewTLS(cl.Config())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stream, err := tripwirev1.NewIngestServiceClient(conn).Stream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	fallback := []*tripwirev1.WatcherStatus{
 		{Name: "file", Mode: "fsnotify", DegradedReason: "no reads, no actor"},
 		{Name: "process", Mode: "ebpf"},
 	}
 	best := []*tripwirev1.WatcherStatus{{Name: "file", Mode: "fanotify"}, {Name: "process", Mode: "ebpf"}}
-	if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Register{Register: &tripwirev1.Register{
-		ProtocolVersion: tripwirev1.ProtocolVersion, Host: &tripwirev1.HostFacts{Hostname: "web-7", Watchers: fallback},
-	}}}); err != nil {
+	a, err := f.registerWatchers(t, "web-7", nil, fallback)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.Recv(); err != nil {
-		t.Fatal(err)
-	}
+	stream, hostID := a.stream, a.hostID
 	next := func(want string) storage.Alert {
 		t.Helper()
 		select {
 		case a := <-sub.C:
-			if a.TripwireType != storage.TypeHost || a.RuleName != "watcher-health" || a.HostID != hc.HostID {
-				t.Fatalf("live alert = %+v, want a watcher-health alert for %s", a, hc.HostID)
+			if a.TripwireType != storage.TypeHost || a.RuleName != "watcher-health" || a.HostID != hostID {
+				t.Fatalf("live alert = %+v, want a watcher-health alert for %s", a, hostID)
 			}
 			if string(a.EventDetail) == "" || !strings.Contains(string(a.EventDetail), want) {
 				t.Fatalf("live alert detail = %s, want it to hold %q", a.EventDetail, want)
@@ -79,7 +51,7 @@ func TestDegradedWatchersMakeTheHostDegraded(t *testing.T) {
 	if degraded.Severity != "WARN" || !strings.Contains(string(degraded.EventDetail), "file: fsnotify (no reads, no actor)") {
 		t.Errorf("DEGRADED alert = %+v", degraded)
 	}
-	wantStatus(t, f.store, hc.HostID, storage.HostDegraded)
+	wantStatus(t, f.store, hostID, storage.HostDegraded)
 
 	heartbeat := func(ws []*tripwirev1.WatcherStatus) {
 		t.Helper()
@@ -93,7 +65,7 @@ func TestDegradedWatchersMakeTheHostDegraded(t *testing.T) {
 	if restored.Severity != "INFO" {
 		t.Errorf("RESTORED alert = %+v", restored)
 	}
-	wantStatus(t, f.store, hc.HostID, storage.HostOnline)
+	wantStatus(t, f.store, hostID, storage.HostOnline)
 	alerts, err := f.store.Alerts(t.Context(), storage.AlertFilter{Type: storage.TypeHost})
 	if err != nil || len(alerts) != 2 || alerts[0].AlertID != restored.AlertID || alerts[1].AlertID != degraded.AlertID {
 		t.Fatalf("stored host alerts = %+v, %v; want RESTORED then DEGRADED, the live ones", alerts, err)

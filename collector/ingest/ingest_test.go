@@ -116,6 +116,12 @@ func (f *fixture) connectHead(t *testing.T, name string, head *tripwirev1.ChainH
 // stream, or the collector's refusal.
 func (f *fixture) register(t *testing.T, name string, head *tripwirev1.ChainHead) (*agentStream, error) {
 	t.Helper()
+	return f.registerWatchers(t, name, head, nil)
+}
+
+// registerWatchers is register with the watchers the agent reports.
+func (f *fixture) registerWatchers(t *testing.T, name string, head *tripwirev1.ChainHead, watchers []*tripwirev1.WatcherStatus) (*agentStream, error) {
+	t.Helper()
 	hc, err := pki.Issue(f.pkiDir, name, pki.IssueOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +141,7 @@ func (f *fixture) register(t *testing.T, name string, head *tripwirev1.ChainHead
 		t.Fatal(err)
 	}
 	if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Register{Register: &tripwirev1.Register{
-		ProtocolVersion: tripwirev1.ProtocolVersion, Host: &tripwirev1.HostFacts{Hostname: name}, Head: head,
+		ProtocolVersion: tripwirev1.ProtocolVersion, Host: &tripwirev1.HostFacts{Hostname: name, Watchers: watchers}, Head: head,
 	}}}); err != nil {
 		t.Fatal(err)
 	}

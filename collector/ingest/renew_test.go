@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/tripwire-project/tripwire/agent/transport"
+	"github.com/tripwire-project/tripwire/agent/transport/transporttest"
 	"github.com/tripwire-project/tripwire/collector/ingest"
 	"github.com/tripwire-project/tripwire/collector/live"
 	"github.com/tripwire-project/tripwire/collector/pki"
@@ -246,7 +247,7 @@ func TestShipperRenewsOverTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	ch := newMemChain(nil)
+	ch := transporttest.NewMemChain(nil)
 	events := storetest.NewChain()
 	sh := transport.New(ch, transport.Options{
 		Address: f.addr, TLS: cl.Config(), Hostname: "short-01", Version: "test", Renewer: cl,
@@ -271,7 +272,7 @@ func TestShipperRenewsOverTheStream(t *testing.T) {
 	go func() {
 		defer close(written)
 		for {
-			ch.add(events.Event(time.Now().UTC(), chain.Event{Type: chain.TypeFile, Rule: "decoy", Severity: chain.SeverityWarn, Path: "/srv/decoy", Op: "read", PID: int32(len(ch.all()) + 1)}))
+			ch.Add(events.Event(time.Now().UTC(), chain.Event{Type: chain.TypeFile, Rule: "decoy", Severity: chain.SeverityWarn, Path: "/srv/decoy", Op: "read", PID: int32(ch.Len() + 1)}))
 			select {
 			case <-stopWriting:
 				return
