@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,23 +39,7 @@ func TestForensicExportOfRealChain(t *testing.T) {
 		"collector store":   {"export", "--duckdb", filepath.Join(e.dir, "data", "tripwire.duckdb"), "--host", "web-07"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "case.sql")
-			if msg, err := run(t, "tripwire-forensics", append(args, "--out", out)...); err != nil {
-				t.Fatalf("export: %v\n%s", err, msg)
-			}
-			script, err := os.Open(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer script.Close()
-			db, err := forensics.OpenDuckDB("")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			if _, err := forensics.LoadScript(context.Background(), db, script); err != nil {
-				t.Fatalf("loading the export as the shell would: %v", err)
-			}
+			db := loadExport(t, args...)
 			var breaks, recomputed, total int
 			if err := db.QueryRow(`SELECT (SELECT count(*) FROM chain_breaks),
 				(SELECT count(*) FROM entries WHERE sha256(prev_hash || payload) = hash),
@@ -81,4 +66,29 @@ func TestForensicExportOfRealChain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loadExport runs `tripwire-forensics` with args (an export) and --out, and loads the
+// SQL script it wrote into a fresh DuckDB statement by statement, as the duckdb shell
+// would read it from a pipe. The database is closed when the test ends.
+func loadExport(t *testing.T, args ...string) *sql.DB {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "case.sql")
+	if msg, err := run(t, "tripwire-forensics", append(args, "--out", out)...); err != nil {
+		t.Fatalf("export: %v\n%s", err, msg)
+	}
+	script, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer script.Close()
+	db, err := forensics.OpenDuckDB("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := forensics.LoadScript(context.Background(), db, script); err != nil {
+		t.Fatalf("loading the export as the shell would: %v", err)
+	}
+	return db
 }

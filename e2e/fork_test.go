@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tripwire-project/tripwire/forensics"
 )
 
 // forkAlert is an alert of /api/v1/alerts with the fields a fork sets.
@@ -126,23 +124,7 @@ func TestWipedChainIsKeptAsAFork(t *testing.T) {
 	// The fork, exported from the collector's store, verifies from genesis in SQL.
 	agent.stop(syscall.SIGTERM)
 	e.coll.stop(syscall.SIGTERM)
-	out := filepath.Join(t.TempDir(), "fork.sql")
-	if msg, err := run(t, "tripwire-forensics", "export", "--duckdb", filepath.Join(e.dir, "data", "tripwire.duckdb"), "--host", forkID, "--out", out); err != nil {
-		t.Fatalf("export: %v\n%s", err, msg)
-	}
-	script, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer script.Close()
-	db, err := forensics.OpenDuckDB("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := forensics.LoadScript(context.Background(), db, script); err != nil {
-		t.Fatalf("loading the export as the shell would: %v", err)
-	}
+	db := loadExport(t, "export", "--duckdb", filepath.Join(e.dir, "data", "tripwire.duckdb"), "--host", forkID)
 	var breaks, recomputed, total, first, reads int
 	if err := db.QueryRow(`SELECT (SELECT count(*) FROM chain_breaks),
 		(SELECT count(*) FROM entries WHERE sha256(prev_hash || payload) = hash),
@@ -159,15 +141,5 @@ func TestWipedChainIsKeptAsAFork(t *testing.T) {
 // forkAlerts lists the tripwires' alerts query selects (not the collector's own, type
 // HOST, such as the integrity alert the fork raises).
 func (e *env) forkAlerts(query string) ([]forkAlert, error) {
-	var body struct {
-		Alerts []forkAlert `json:"alerts"`
-	}
-	err := getJSON("http://"+e.httpAddr+"/api/v1/alerts?"+query, e.token, &body)
-	var out []forkAlert
-	for _, a := range body.Alerts {
-		if a.TripwireType != "HOST" {
-			out = append(out, a)
-		}
-	}
-	return out, err
+	return listAlerts(e, query, func(a forkAlert) string { return a.TripwireType })
 }

@@ -356,16 +356,22 @@ func (e *env) waitAlert(timeout time.Duration, query string, match func(alert) b
 // in a forced fallback mode, an OFFLINE host during an outage) are not what the tests
 // count.
 func (e *env) alerts(query string) ([]alert, error) {
+	return listAlerts(e, query, func(a alert) string { return a.TripwireType })
+}
+
+// listAlerts decodes the alerts of /api/v1/alerts?query into A, leaving out those of
+// type HOST (by typeOf) unless the query names a type.
+func listAlerts[A any](e *env, query string, typeOf func(A) string) ([]A, error) {
 	var body struct {
-		Alerts []alert `json:"alerts"`
+		Alerts []A `json:"alerts"`
 	}
 	err := getJSON("http://"+e.httpAddr+"/api/v1/alerts?"+query, e.token, &body)
 	if strings.Contains("&"+query, "&type=") {
 		return body.Alerts, err
 	}
-	var out []alert
+	var out []A
 	for _, a := range body.Alerts {
-		if a.TripwireType != "HOST" {
+		if typeOf(a) != "HOST" {
 			out = append(out, a)
 		}
 	}
