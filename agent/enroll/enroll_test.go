@@ -4,7 +4,6 @@
 package enroll_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 	collectorenroll "github.com/tripwire-project/tripwire/collector/enroll"
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/internal/pemfile"
+	"github.com/tripwire-project/tripwire/internal/testlog"
 	"github.com/tripwire-project/tripwire/proto/jointoken"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 	"github.com/tripwire-project/tripwire/storage"
@@ -36,35 +35,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // collector is a PKI and the collector's enrolment service on 127.0.0.1:0.
 type collector struct {
 	pkiDir string
 	addr   string
 	store  storage.Store
 	signer *pki.Signer
-	log    *syncBuffer
+	log    *testlog.Buffer
 }
 
 func startCollector(t *testing.T) *collector {
 	t.Helper()
-	c := &collector{pkiDir: filepath.Join(t.TempDir(), "pki"), log: &syncBuffer{}}
+	c := &collector{pkiDir: filepath.Join(t.TempDir(), "pki"), log: &testlog.Buffer{}}
 	if err := pki.Init(c.pkiDir, pki.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}

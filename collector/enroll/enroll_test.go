@@ -1,7 +1,6 @@
 package enroll
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,7 +12,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/internal/pemfile"
+	"github.com/tripwire-project/tripwire/internal/testlog"
 	"github.com/tripwire-project/tripwire/proto/jointoken"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 	"github.com/tripwire-project/tripwire/storage"
@@ -34,24 +33,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is the enrolment service on a real listener with the collector's enrolment
 // TLS, a real PKI and a real DuckDB store, and a clock the test moves.
 type fixture struct {
@@ -59,13 +40,13 @@ type fixture struct {
 	store  storage.Store
 	signer *pki.Signer
 	client tripwirev1.EnrollServiceClient
-	log    *syncBuffer
+	log    *testlog.Buffer
 	now    atomic.Pointer[time.Time]
 }
 
 func newFixture(t *testing.T, maxFailures int) *fixture {
 	t.Helper()
-	f := &fixture{pkiDir: filepath.Join(t.TempDir(), "pki"), log: &syncBuffer{}}
+	f := &fixture{pkiDir: filepath.Join(t.TempDir(), "pki"), log: &testlog.Buffer{}}
 	start := time.Now()
 	f.now.Store(&start)
 	if err := pki.Init(f.pkiDir, pki.InitOptions{}); err != nil {

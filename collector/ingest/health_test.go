@@ -74,21 +74,15 @@ func TestDegradedWatchersMakeTheHostDegraded(t *testing.T) {
 
 func wantStatus(t *testing.T, s storage.Store, hostID, want string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	var got []storage.Host
-	for time.Now().Before(deadline) {
-		var err error
-		if got, err = s.Hosts(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		for _, h := range got {
+	waitFor(t, "host "+hostID+" "+want, func() (bool, string) {
+		hosts, err := s.Hosts(t.Context())
+		for _, h := range hosts {
 			if h.HostID == hostID && h.Status == want {
-				return
+				return true, ""
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("host %s never became %s: %s", hostID, want, fmt.Sprint(got))
+		return false, fmt.Sprint(hosts, err)
+	})
 }
 
 // TestBacklogFollowsHeartbeats: the backlog metric is the queue depth the agents of
@@ -105,13 +99,10 @@ func TestBacklogFollowsHeartbeats(t *testing.T) {
 	}
 	wantBacklog := func(want float64) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for testutil.ToFloat64(f.metrics.Backlog) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("backlog = %v, want %v", testutil.ToFloat64(f.metrics.Backlog), want)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitFor(t, fmt.Sprintf("backlog %v", want), func() (bool, string) {
+			got := testutil.ToFloat64(f.metrics.Backlog)
+			return got == want, fmt.Sprint(got)
+		})
 	}
 	beat(a, 40)
 	beat(b, 2)

@@ -7,12 +7,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +25,7 @@ import (
 	"github.com/tripwire-project/tripwire/collector/live"
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/internal/pemfile"
+	"github.com/tripwire-project/tripwire/internal/testlog"
 	"github.com/tripwire-project/tripwire/proto/chain"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 	"github.com/tripwire-project/tripwire/storage"
@@ -246,7 +247,7 @@ func TestShipperRenewsOverTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testlog.Buffer
 	ch := transporttest.NewMemChain(nil)
 	events := storetest.NewChain()
 	sh := transport.New(ch, transport.Options{
@@ -281,13 +282,13 @@ func TestShipperRenewsOverTheStream(t *testing.T) {
 		}
 	}()
 	var renewed *x509.Certificate
-	waitUntil(t, 15*time.Second, "the certificate file to change", func() bool {
+	waitFor(t, "the certificate file to change", func() (bool, string) {
 		certs, err := pemfile.ReadCertificates("certificate", hc.CertFile)
 		if err == nil && pki.SerialHex(certs[0]) != hc.Serial {
 			renewed = certs[0]
-			return true
+			return true, ""
 		}
-		return false
+		return false, fmt.Sprint(err)
 	})
 	if time.Now().After(hc.NotAfter) {
 		t.Errorf("renewed at %v, after the old certificate expired (%v)", time.Now(), hc.NotAfter)
@@ -301,18 +302,18 @@ func TestShipperRenewsOverTheStream(t *testing.T) {
 	if !renewed.PublicKey.(*ecdsa.PublicKey).Equal(hc.Certificate.PublicKey) {
 		t.Error("the renewed certificate is for another key")
 	}
-	waitUntil(t, 10*time.Second, "the collector to record the new serial", func() bool {
+	waitFor(t, "the collector to record the new serial", func() (bool, string) {
 		hosts, err := f.store.Hosts(t.Context())
 		return err == nil && len(hosts) == 1 && hosts[0].CertSerial == pki.SerialHex(renewed) &&
-			hosts[0].CertNotBefore != nil && hosts[0].CertNotBefore.Equal(renewed.NotBefore)
+			hosts[0].CertNotBefore != nil && hosts[0].CertNotBefore.Equal(renewed.NotBefore), fmt.Sprint(hosts, err)
 	})
 	// Events written after the new registration are acked over the new connection.
 	after, _ := ch.Head()
-	waitUntil(t, 10*time.Second, "events after the renewal to be acked", func() bool { return ch.Acked() > after })
+	waitFor(t, "events after the renewal to be acked", func() (bool, string) { return ch.Acked() > after, fmt.Sprint(ch.Acked()) })
 	close(stopWriting)
 	<-written
 	head, _ := ch.Head()
-	waitUntil(t, 10*time.Second, "every event acked", func() bool { return ch.Acked() == head })
+	waitFor(t, "every event acked", func() (bool, string) { return ch.Acked() == head, fmt.Sprint(ch.Acked()) })
 	alerts, err := f.store.Alerts(t.Context(), storage.AlertFilter{Host: hc.HostID, Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -334,33 +335,5 @@ func TestShipperRenewsOverTheStream(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "certificate renewed") {
 		t.Error("the shipper did not log the renewal")
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
