@@ -45,8 +45,16 @@ func (s *Store) chAlertWhere(ctx context.Context, f storage.AlertFilter) (chWher
 		if err != nil {
 			return w, err
 		}
-		// Bound one by one: 18.16 cannot compare a String with the array a slice binds as.
-		w.add("host_id IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+")", ids...)
+		if len(ids) == 0 {
+			w.add("0")
+		} else {
+			// Bound one by one: 18.16 cannot compare a String with the array a slice binds as.
+			args := make([]any, len(ids))
+			for i, id := range ids {
+				args[i] = id
+			}
+			w.add("host_id IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+")", args...)
+		}
 	}
 	for _, c := range [...]struct{ col, v string }{{"tripwire_type", f.Type}, {"severity", f.Severity}, {"rule_name", f.Rule}} {
 		if c.v != "" {
@@ -75,20 +83,19 @@ func (s *Store) chAlertWhere(ctx context.Context, f storage.AlertFilter) (chWher
 	return w, nil
 }
 
-// hostIDs returns the ids of the host named host (by id or by name): host itself, and
-// the ids of registered hosts of that name.
-func (s *Store) hostIDs(ctx context.Context, host string) ([]any, error) {
-	rows, err := s.pg.Query(ctx, "SELECT host_id FROM hosts WHERE hostname = $1 AND host_id <> $1", host)
+// hostIDs returns the ids of the host named host, by id or by name: those of registered
+// hosts of that name or id, and host itself if the store holds entries under it
+// (chain_heads has a row for every chain held; hosts one for every host that
+// registered, whose host events may be all it has). None: no such host.
+func (s *Store) hostIDs(ctx context.Context, host string) ([]string, error) {
+	rows, err := s.pg.Query(ctx, `SELECT host_id FROM hosts WHERE hostname = $1 OR host_id = $1
+		UNION SELECT host_id FROM chain_heads WHERE host_id = $1`, host)
 	if err != nil {
 		return nil, fmt.Errorf("resolving host %q: %w", host, err)
 	}
-	named, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return nil, fmt.Errorf("resolving host %q: %w", host, err)
-	}
-	ids := []any{host}
-	for _, id := range named {
-		ids = append(ids, id)
 	}
 	return ids, nil
 }
@@ -208,17 +215,11 @@ func (s *Store) hostEventCounts(ctx context.Context, f storage.CountFilter) ([]s
 	if f.Alert.Type != "" && f.Alert.Type != storage.TypeHost {
 		return nil, nil // only TypeHost alerts are host events
 	}
-	var w where
-	w.add("a.seq IS NULL")
-	if err := s.hostFilter(ctx, &w, "a", f.Alert.Host); err != nil {
+	w, err := s.alertIndexWhere(ctx, f.Alert)
+	if err != nil {
 		return nil, err
 	}
-	for _, c := range [...]struct{ col, v string }{{"a.tripwire_type", f.Alert.Type}, {"a.severity", f.Alert.Severity}, {"a.rule_name", f.Alert.Rule}, {"a.status", f.Alert.Status}} {
-		if c.v != "" {
-			w.add(c.col+" = $?", c.v)
-		}
-	}
-	w.timeRange("a", f.Alert.From, f.Alert.To)
+	w.add("a.seq IS NULL")
 	if f.Alert.Text != "" {
 		w.add("strpos(lower(he.detail), lower($?)) > 0", f.Alert.Text)
 	}

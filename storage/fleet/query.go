@@ -119,23 +119,10 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 // matched in ClickHouse first (textKeys), and PostgreSQL then selects among the entries
 // it found, and among the host events whose detail holds the text.
 func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Alert, error) {
-	var w where
-	if err := s.hostFilter(ctx, &w, "a", f.Host); err != nil {
+	w, err := s.alertIndexWhere(ctx, f)
+	if err != nil {
 		return nil, fmt.Errorf("querying alerts: %w", err)
 	}
-	if f.Type != "" {
-		w.add("a.tripwire_type = $?", f.Type)
-	}
-	if f.Severity != "" {
-		w.add("a.severity = $?", f.Severity)
-	}
-	if f.Rule != "" {
-		w.add("a.rule_name = $?", f.Rule)
-	}
-	if f.Status != "" {
-		w.add("a.status = $?", f.Status)
-	}
-	w.timeRange("a", f.From, f.To)
 	if f.Text != "" {
 		keys, err := s.textKeys(ctx, f)
 		if err != nil {
@@ -152,6 +139,25 @@ func (s *Store) Alerts(ctx context.Context, f storage.AlertFilter) ([]storage.Al
 		return nil, fmt.Errorf("querying alerts: %w", err)
 	}
 	return alerts, nil
+}
+
+// alertIndexWhere selects in PostgreSQL's alert index (alerts AS a) the alerts matching
+// f's host, columns, triage status and time range; Text is left to the caller, which
+// matches it where the alert's text is.
+func (s *Store) alertIndexWhere(ctx context.Context, f storage.AlertFilter) (where, error) {
+	var w where
+	if err := s.hostFilter(ctx, &w, "a", f.Host); err != nil {
+		return w, err
+	}
+	for _, c := range [...]struct{ col, v string }{
+		{"a.tripwire_type", f.Type}, {"a.severity", f.Severity}, {"a.rule_name", f.Rule}, {"a.status", f.Status},
+	} {
+		if c.v != "" {
+			w.add(c.col+" = $?", c.v)
+		}
+	}
+	w.timeRange("a", f.From, f.To)
+	return w, nil
 }
 
 // alerts reads the alerts the query's tail (WHERE, ORDER BY, LIMIT over alerts AS a,
@@ -399,16 +405,9 @@ func (s *Store) hostFilter(ctx context.Context, w *where, t, host string) error 
 	if host == "" {
 		return nil
 	}
-	// chain_heads has a row for every host whose entries the store holds, hosts one
-	// for every host that registered (whose host events may be all it has).
-	rows, err := s.pg.Query(ctx, `SELECT host_id FROM hosts WHERE hostname = $1 OR host_id = $1
-		UNION SELECT host_id FROM chain_heads WHERE host_id = $1`, host)
+	ids, err := s.hostIDs(ctx, host)
 	if err != nil {
-		return fmt.Errorf("resolving host %q: %w", host, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("resolving host %q: %w", host, err)
+		return err
 	}
 	switch len(ids) {
 	case 0:
