@@ -2,45 +2,31 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
+	"github.com/tripwire-project/tripwire/agent/transport"
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/proto/batch"
 	"github.com/tripwire-project/tripwire/proto/chain"
-	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 )
 
 // simAgent is one simulated agent: its own host certificate, its own hash chain made in
 // memory (payloads as the agent writes them: encoding/json of chain.Payload, seq first),
-// and one IngestService stream at a time, run with agent/transport's discipline: register
-// with the chain head, send Arrow batches from the collector's head within a window of
-// unacked entries, move on with each Ack, send again from ResendFrom, heartbeat every
-// 5 s, and reconnect after any error, resuming from what the collector holds.
+// shipped by the agent's own transport.Shipper over mutual TLS — registration, Arrow
+// batches within a window of unacked entries, acks, resends, heartbeats, chain-hash
+// probes, reconnects — so that the bench measures the agent's real transport.
 //
-// Entries are kept from the last acked seq to the head (what a real agent resends from
-// its chain on disk); of older ones only the hash, to answer the collector's chain-hash
-// probes.
+// simAgent is the shipper's transport.Chain. Entries are kept from the last acked seq to
+// the head (what a real agent resends from its chain on disk); of older ones only the
+// hash. A chain-hash probe of an acked seq is answered "" (the bench's chains never
+// depart from the collector's, so it is never asked).
 type simAgent struct {
-	name      string
-	addr      string
-	tls       *tls.Config
-	batchSize int
-	window    uint64
+	name    string
+	shipper *transport.Shipper
 	// noticeEvery makes every n-th entry an agent notice rather than an event (0: none).
 	noticeEvery uint64
 
@@ -52,45 +38,41 @@ type simAgent struct {
 	hashes    [][32]byte // hash of seq i+1
 	acked     uint64
 	appended  chan struct{}
-	sent      uint64 // highest seq sent at least once
+	sent      uint64 // highest seq read for sending
 	onSend    func(hostID string, seq uint64, at time.Time)
-
-	hostID     atomic.Value // string, from Registered
-	reconnects atomic.Uint64
-	lastErr    atomic.Value // string
 }
+
+var _ transport.Chain = (*simAgent)(nil)
 
 func newSimAgent(name, addr string, cert pki.HostCert, batchSize int, window uint64, noticeEvery uint64) (*simAgent, error) {
-	tc, err := clientTLS(cert)
+	tc, err := transport.LoadClientTLS(cert.CAFile, cert.CertFile, cert.KeyFile, "localhost")
 	if err != nil {
 		return nil, err
 	}
-	return &simAgent{
-		name: name, addr: addr, tls: tc, batchSize: batchSize, window: window, noticeEvery: noticeEvery,
-		base: 1, appended: make(chan struct{}, 1),
-	}, nil
+	a := &simAgent{name: name, noticeEvery: noticeEvery, base: 1, appended: make(chan struct{}, 1)}
+	a.shipper = transport.New(a, transport.Options{
+		Address: addr, TLS: tc.Config(), Hostname: name, Version: "bench", Kernel: "bench",
+		BatchSize: batchSize, Window: window, MinBackoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second,
+	})
+	return a, nil
 }
 
-// clientTLS is the agent's side of mutual TLS, as agent/transport builds it: TLS 1.3,
-// the collector CA as the only root, the host certificate as the client's.
-func clientTLS(cert pki.HostCert) (*tls.Config, error) {
-	pair, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("loading %s: %w", cert.CertFile, err)
+// run ships the chain until ctx ends.
+func (a *simAgent) run(ctx context.Context) error {
+	if err := a.shipper.Run(ctx); err != nil {
+		return fmt.Errorf("agent %s: %w", a.name, err)
 	}
-	caPEM, err := os.ReadFile(cert.CAFile)
-	if err != nil {
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("%s: no CA certificate", cert.CAFile)
-	}
-	return &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{pair}}, nil
+	return nil
 }
 
-// ackedSeq is the highest seq the collector acked.
-func (a *simAgent) ackedSeq() uint64 {
+// hostID is the host id the collector registered the agent as ("" before).
+func (a *simAgent) hostID() string { return a.shipper.Status().HostID }
+
+// reconnects counts the sessions that ended in an error.
+func (a *simAgent) reconnects() uint64 { return a.shipper.Status().Reconnects }
+
+// Acked is the highest seq the collector acked.
+func (a *simAgent) Acked() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.acked
@@ -102,6 +84,16 @@ func (a *simAgent) headSeq() uint64 {
 	defer a.mu.Unlock()
 	return a.head
 }
+
+// Head is the chain's last seq and hash.
+func (a *simAgent) Head() (uint64, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.head, a.hashAtLocked(a.head)
+}
+
+// Appended receives a value after entries are appended (or made makeable).
+func (a *simAgent) Appended() <-chan struct{} { return a.appended }
 
 // setUnbounded switches between making entries as fast as they are shipped and
 // appending only what appendEvent adds.
@@ -144,13 +136,23 @@ func (a *simAgent) appendLocked(t time.Time) {
 	a.head = seq
 }
 
-// readFrom returns up to max entries from seq, making them first when unbounded.
-func (a *simAgent) readFrom(seq uint64, max int) []batch.Entry {
+// ReadFrom returns up to n entries from seq, making them first when unbounded, and
+// reports the first read of each event to onSend: the shipper reads a batch just
+// before it sends it.
+func (a *simAgent) ReadFrom(seq uint64, n int) ([]batch.Entry, error) {
+	es := a.readFrom(seq, n)
+	if len(es) > 0 {
+		a.noteSent(es)
+	}
+	return es, nil
+}
+
+func (a *simAgent) readFrom(seq uint64, n int) []batch.Entry {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.unbounded {
 		now := time.Now().UTC()
-		for a.head < seq+uint64(max)-1 {
+		for a.head < seq+uint64(n)-1 {
 			a.appendLocked(now)
 		}
 	}
@@ -158,186 +160,39 @@ func (a *simAgent) readFrom(seq uint64, max int) []batch.Entry {
 		return nil
 	}
 	from := seq - a.base
-	to := min(uint64(len(a.entries)), from+uint64(max))
+	to := min(uint64(len(a.entries)), from+uint64(n))
 	return a.entries[from:to:to]
 }
 
-// setAcked drops the entries up to seq.
-func (a *simAgent) setAcked(seq uint64) {
+// SetAcked drops the entries up to seq.
+func (a *simAgent) SetAcked(seq uint64) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if seq <= a.acked || seq > a.head {
-		return
+		return nil
 	}
 	a.acked = seq
 	drop := seq + 1 - a.base
 	a.entries = a.entries[drop:]
 	a.base = seq + 1
+	return nil
 }
 
-// hashAt answers a chain-hash probe: "" for an entry the chain does not hold.
+// hashAt is the hash of entry seq, "" for one the chain does not hold.
 func (a *simAgent) hashAt(seq uint64) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.hashAtLocked(seq)
+}
+
+func (a *simAgent) hashAtLocked(seq uint64) string {
 	if seq == 0 || seq > a.head {
 		return ""
 	}
 	return hex.EncodeToString(a.hashes[seq-1][:])
 }
 
-// run keeps a session open until ctx ends, reconnecting after 100 ms to 2 s.
-func (a *simAgent) run(ctx context.Context) error {
-	conn, err := grpc.NewClient(a.addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(a.tls)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
-	)
-	if err != nil {
-		return fmt.Errorf("agent %s: %w", a.name, err)
-	}
-	defer conn.Close()
-	backoff := 100 * time.Millisecond
-	for {
-		err := a.session(ctx, tripwirev1.NewIngestServiceClient(conn))
-		if ctx.Err() != nil {
-			return nil
-		}
-		a.reconnects.Add(1)
-		a.lastErr.Store(err.Error())
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
-}
-
-func (a *simAgent) session(ctx context.Context, client tripwirev1.IngestServiceClient) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := client.Stream(ctx)
-	if err != nil {
-		return fmt.Errorf("opening stream: %w", err)
-	}
-	head := a.headSeq()
-	if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Register{Register: &tripwirev1.Register{
-		ProtocolVersion: tripwirev1.ProtocolVersion, AgentVersion: "bench",
-		Host: &tripwirev1.HostFacts{Hostname: a.name, Os: "linux", Arch: "amd64", Kernel: "bench"},
-		Head: &tripwirev1.ChainHead{Seq: head, Hash: a.hashAt(head)},
-	}}}); err != nil {
-		return fmt.Errorf("sending registration: %w", err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return fmt.Errorf("registering: %w", err)
-	}
-	reg := resp.GetRegistered()
-	if reg == nil {
-		return errors.New("registering: no Registered")
-	}
-	a.hostID.Store(reg.GetHostId())
-	a.setAcked(min(reg.GetAckedSeq(), head))
-	var cursor atomic.Uint64
-	cursor.Store(min(reg.GetAckedSeq(), head) + 1)
-	out := &streamSender{stream: stream}
-
-	errc := make(chan error, 1)
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					err = errors.New("collector closed the stream")
-				}
-				errc <- err
-				cancel()
-				return
-			}
-			switch m := resp.Msg.(type) {
-			case *tripwirev1.StreamResponse_Ack:
-				a.setAcked(m.Ack.GetSeq())
-				a.wake()
-			case *tripwirev1.StreamResponse_Command:
-				if rf := m.Command.GetResendFrom(); rf != nil && rf.GetSeq() > 0 {
-					cursor.Store(rf.GetSeq())
-					a.wake()
-				}
-				if probe := m.Command.GetChainHash(); probe != nil {
-					// Not from this goroutine: the sender may be blocked in Send until
-					// an ack this goroutine must read.
-					go out.send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_ChainHash{
-						ChainHash: &tripwirev1.ChainHash{Seq: probe.GetSeq(), Hash: a.hashAt(probe.GetSeq())},
-					}})
-				}
-			}
-		}
-	}()
-	err = a.sendLoop(ctx, out, &cursor)
-	cancel()
-	select {
-	case rerr := <-errc:
-		return rerr
-	default:
-	}
-	return err
-}
-
-// streamSender serialises the sends of one stream: batches and heartbeats from the send
-// loop, chain-hash answers from the receiver.
-type streamSender struct {
-	mu     sync.Mutex
-	stream tripwirev1.IngestService_StreamClient
-}
-
-func (s *streamSender) send(req *tripwirev1.StreamRequest) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stream.Send(req)
-}
-
-func (a *simAgent) sendLoop(ctx context.Context, out *streamSender, cursor *atomic.Uint64) error {
-	heartbeat := time.NewTicker(5 * time.Second)
-	defer heartbeat.Stop()
-	for {
-		for {
-			next := cursor.Load()
-			acked := a.ackedSeq()
-			if next > acked && next-1-acked >= a.window {
-				break // wait for acks
-			}
-			entries := a.readFrom(next, a.batchSize)
-			if len(entries) == 0 {
-				break
-			}
-			data, err := batch.Encode(entries)
-			if err != nil {
-				return err
-			}
-			last := entries[len(entries)-1].Seq
-			a.noteSent(entries)
-			if err := out.send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Batch{Batch: &tripwirev1.EventBatch{
-				ArrowIpc: data, FirstSeq: entries[0].Seq, LastSeq: last,
-			}}}); err != nil {
-				return fmt.Errorf("sending batch %d..%d: %w", entries[0].Seq, last, err)
-			}
-			cursor.CompareAndSwap(next, last+1)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-a.appended:
-		case <-heartbeat.C:
-			seq := a.headSeq()
-			if err := out.send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Heartbeat{Heartbeat: &tripwirev1.Heartbeat{
-				Time: timestamppb.Now(), Head: &tripwirev1.ChainHead{Seq: seq, Hash: a.hashAt(seq)}, QueueDepth: seq - a.ackedSeq(),
-			}}}); err != nil {
-				return fmt.Errorf("sending heartbeat: %w", err)
-			}
-		}
-	}
-}
-
-// noteSent reports the first send of each event entry to onSend (the latency run).
+// noteSent reports the first read of each event entry to onSend (the latency run).
 func (a *simAgent) noteSent(entries []batch.Entry) {
 	a.mu.Lock()
 	fn := a.onSend
@@ -347,7 +202,7 @@ func (a *simAgent) noteSent(entries []batch.Entry) {
 	if fn == nil {
 		return
 	}
-	id, _ := a.hostID.Load().(string)
+	id := a.hostID()
 	now := time.Now()
 	for _, e := range entries {
 		if e.Seq > from && e.Kind == string(chain.KindEvent) {

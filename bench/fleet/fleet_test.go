@@ -96,7 +96,7 @@ func TestSimAgentChain(t *testing.T) {
 	if len(es) != 10 || es[0].Seq != 1 || es[9].Seq != 10 || a.headSeq() != 10 {
 		t.Fatalf("unbounded readFrom(1, 10) = %d entries, head %d", len(es), a.headSeq())
 	}
-	a.setAcked(6)
+	a.SetAcked(6)
 	if got := a.readFrom(7, 10); len(got) != 10 || got[0].Seq != 7 || got[0].PrevHash != es[5].Hash {
 		t.Fatalf("after ack 6, readFrom(7) = %d entries from %d", len(got), got[0].Seq)
 	}

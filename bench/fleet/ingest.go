@@ -58,7 +58,7 @@ func ingest(ctx context.Context, s *site, o options) ([]result, error) {
 	}
 	if err := waitFor(ctx, time.Minute, func() bool {
 		for _, a := range agents {
-			if id, _ := a.hostID.Load().(string); id == "" {
+			if a.hostID() == "" {
 				return false
 			}
 		}
@@ -249,13 +249,13 @@ func throughput(ctx context.Context, s *site, agents []*simAgent, o options) ([]
 	defer ch.Close()
 	acked := func() (sum uint64) {
 		for _, a := range agents {
-			sum += a.ackedSeq()
+			sum += a.Acked()
 		}
 		return sum
 	}
 	reconnects := func() (sum uint64) {
 		for _, a := range agents {
-			sum += a.reconnects.Load()
+			sum += a.reconnects()
 		}
 		return sum
 	}
@@ -315,7 +315,7 @@ func throughput(ctx context.Context, s *site, agents []*simAgent, o options) ([]
 	}
 	if err := waitFor(ctx, 3*time.Minute, func() bool {
 		for _, a := range agents {
-			if a.ackedSeq() != a.headSeq() {
+			if a.Acked() != a.headSeq() {
 				return false
 			}
 		}
