@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 // forkAlert is an alert of /api/v1/alerts with the fields a fork sets.
