@@ -1,17 +1,26 @@
 package e2e
 
 import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tripwire-project/tripwire/agent/transport"
+	"github.com/tripwire-project/tripwire/collector/pki"
 )
 
 // TestRevokedCertificateAndRenewalOnSIGHUP: `pki revoke` cuts the host off — its open
-// stream ends and the next handshake fails — while the agent keeps what it records; a
-// new certificate for the same host, loaded on SIGHUP without a restart, delivers
+// stream ends and the next handshake fails, for its certificate and for any other that
+// carries its key, such as one renewed earlier — while the agent keeps what it records;
+// a new certificate for the same host, loaded on SIGHUP without a restart, delivers
 // everything held, and nothing is lost.
 func TestRevokedCertificateAndRenewalOnSIGHUP(t *testing.T) {
 	requireRoot(t)
@@ -23,9 +32,16 @@ func TestRevokedCertificateAndRenewalOnSIGHUP(t *testing.T) {
 	first.Run()
 	e.waitAlert(5*time.Second, "host=revoked-01", func(a alert) bool { return a.EventDetail.PID == first.Process.Pid })
 
+	// A renewal made before the revocation, say by a thief of the key: same key, its own
+	// serial, never registered, so unknown to `pki revoke --host`.
+	sibling := renewedCopy(t, filepath.Join(e.dir, "pki"), "revoked-01")
+	if err := tlsVerdict(e.grpcAddr, sibling); err != nil {
+		t.Fatalf("the renewed copy was refused before any revocation: %v", err)
+	}
+
 	collectorCfg := filepath.Join(e.dir, "collector.yaml")
 	out, err := run(t, "tripwire-collector", "pki", "revoke", "--host", "revoked-01", "--reason", "e2e: host compromised", "--config", collectorCfg)
-	if err != nil || !strings.Contains(out, "revoked certificate serial") {
+	if err != nil || !strings.Contains(out, "revoked certificate serial") || !strings.Contains(out, "revoked its key") {
 		t.Fatalf("pki revoke: %v\n%s", err, out)
 	}
 	var h struct {
@@ -39,6 +55,13 @@ func TestRevokedCertificateAndRenewalOnSIGHUP(t *testing.T) {
 		return !h.Collector.Connected && h.Collector.LastError != "", fmt.Sprintf("%+v", h.Collector)
 	})
 	t.Logf("agent sees: %s", h.Collector.LastError)
+	waitFor(t, 5*time.Second, "the renewed copy refused", func() (bool, string) {
+		err := tlsVerdict(e.grpcAddr, sibling)
+		return err != nil, fmt.Sprint(err)
+	})
+	if log := e.collectorLog(); !strings.Contains(log, "refused a revoked certificate at the handshake") || !strings.Contains(log, "its key is revoked") {
+		t.Error("the collector's log does not say it refused the copy for its revoked key")
+	}
 
 	held := nobody("cat", decoy)
 	held.Run()
@@ -67,4 +90,66 @@ func TestRevokedCertificateAndRenewalOnSIGHUP(t *testing.T) {
 	if err := getJSON("http://"+e.httpAddr+"/api/v1/hosts", e.token, &hosts); err != nil || len(hosts.Hosts) != 1 || hosts.Hosts[0].CertSerial == "" {
 		t.Errorf("hosts = %+v (err %v), want the renewed certificate's serial", hosts, err)
 	}
+}
+
+// renewedCopy signs, as a renewal over the stream does, a second certificate for the key
+// of host's agent.crt in pkiDir, and returns a client configuration presenting it.
+func renewedCopy(t *testing.T, pkiDir, host string) *tls.Config {
+	t.Helper()
+	hostDir := filepath.Join(pkiDir, host)
+	pair, err := tls.LoadX509KeyPair(filepath.Join(hostDir, "agent.crt"), filepath.Join(hostDir, "agent.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostID, hostname, err := pki.HostIdentity(pair.Leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := pki.NewSigner(pkiDir, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, pair.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.ParseCSR(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := signer.SignHost(csr, hostID, hostname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "agent.crt"), string(sc.PEM))
+	keyPEM, err := os.ReadFile(filepath.Join(hostDir, "agent.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "agent.key"), string(keyPEM))
+	c, err := transport.LoadClientTLS(filepath.Join(pkiDir, "ca.crt"), filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key"), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Config()
+}
+
+// tlsVerdict is nil if the collector at addr accepts cfg's certificate, and the
+// handshake's failure if not. In TLS 1.3 the server judges the client's certificate
+// after the client has finished: the verdict is the server's first bytes (its HTTP/2
+// settings) or an alert.
+func tlsVerdict(addr string, cfg *tls.Config) error {
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"h2"} // as gRPC offers it: its server refuses a connection without
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		return err
+	}
+	return nil
 }

@@ -132,10 +132,12 @@ type Host struct {
 	FirstSeen       time.Time `json:"first_seen"`
 	LastSeen        time.Time `json:"last_seen"`
 	HeadSeq         uint64    `json:"head_seq"`
-	// CertSerial, CertNotBefore and CertNotAfter name the certificate the host last
-	// registered with (serial in lowercase hex). CertNotBefore is nil for a host last
-	// registered by a collector older than the column.
+	// CertSerial, CertKey, CertNotBefore and CertNotAfter name the certificate the host
+	// last registered with: serial in lowercase hex, and the SHA-256 of its
+	// SubjectPublicKeyInfo in lowercase hex. CertKey is "" and CertNotBefore nil for a
+	// host last registered by a collector older than the column.
 	CertSerial    string     `json:"cert_serial"`
+	CertKey       string     `json:"cert_key_sha256"`
 	CertNotBefore *time.Time `json:"cert_not_before"`
 	CertNotAfter  *time.Time `json:"cert_not_after"`
 	// Status is HostOffline once the dead-man switch found the host silent, else
@@ -189,9 +191,11 @@ type HostEvent struct {
 	Message  string    `json:"message"`
 }
 
-// RevokedCert is a host certificate the collector refuses.
+// RevokedCert is a host certificate the collector refuses: by its serial and, when
+// KeySHA256 is set, every certificate that carries its key.
 type RevokedCert struct {
-	Serial    string    `json:"serial"` // lowercase hex
+	Serial    string    `json:"serial"`               // lowercase hex
+	KeySHA256 string    `json:"key_sha256,omitempty"` // of the SubjectPublicKeyInfo, lowercase hex
 	HostID    string    `json:"host_id"`
 	Hostname  string    `json:"hostname"`
 	RevokedAt time.Time `json:"revoked_at"`

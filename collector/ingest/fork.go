@@ -381,8 +381,8 @@ func (ss *session) probe(ctx context.Context, seq uint64) (string, error) {
 		if r.err != nil {
 			return "", r.err
 		}
-		if ss.serial != "" {
-			if err := ss.s.revokedErr(ss.serial); err != nil {
+		if ss.cert != nil {
+			if err := ss.s.revokedErr(ss.cert); err != nil {
 				return "", err
 			}
 		}

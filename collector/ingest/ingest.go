@@ -97,16 +97,17 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		hostname = reg.GetHost().GetHostname()
 	}
 	var (
-		serial              string
+		cert                *x509.Certificate
+		serial, key         string
 		notBefore, notAfter *time.Time
 	)
 	if s.peerCert != nil {
-		cert, err := s.peerCert(ctx)
-		if err != nil {
+		var err error
+		if cert, err = s.peerCert(ctx); err != nil {
 			return status.Errorf(codes.Unauthenticated, "reading the agent's certificate: %v", err)
 		}
-		serial, notBefore, notAfter = pki.SerialHex(cert), &cert.NotBefore, &cert.NotAfter
-		if err := s.revokedErr(serial); err != nil {
+		serial, key, notBefore, notAfter = pki.SerialHex(cert), pki.KeyHash(cert), &cert.NotBefore, &cert.NotAfter
+		if err := s.revokedErr(cert); err != nil {
 			log.Warn("refusing a revoked certificate", "serial", serial)
 			return err
 		}
@@ -116,12 +117,12 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "reading chain head: %v", err)
 	}
-	sess := &session{s: s, hostID: hostID, hostname: hostname, serial: serial, chain: chainRef{id: hostID},
+	sess := &session{s: s, hostID: hostID, hostname: hostname, cert: cert, chain: chainRef{id: hostID},
 		head: head, headHash: headHash, log: log, baseLog: log, watchers: reg.GetHost().GetWatchers(),
 		facts: storage.Host{
 			Hostname: hostname, OS: reg.GetHost().GetOs(), Arch: reg.GetHost().GetArch(), Kernel: reg.GetHost().GetKernel(),
 			AgentVersion: reg.GetAgentVersion(), ProtocolVersion: reg.GetProtocolVersion(),
-			Watchers: string(watchers), CertSerial: serial, CertNotBefore: notBefore, CertNotAfter: notAfter,
+			Watchers: string(watchers), CertSerial: serial, CertKey: key, CertNotBefore: notBefore, CertNotAfter: notAfter,
 		}}
 	defer func() { s.metrics.BacklogChanged(-float64(sess.backlog)) }()
 	// The stored chain is a prefix of any honest agent's: it only ever holds what the
@@ -182,8 +183,8 @@ func (s *Server) Stream(stream tripwirev1.IngestService_StreamServer) error {
 		if err != nil {
 			return err
 		}
-		if serial != "" {
-			if err := s.revokedErr(serial); err != nil {
+		if cert != nil {
+			if err := s.revokedErr(cert); err != nil {
 				log.Warn("cutting the stream of a revoked certificate", "serial", serial)
 				return err
 			}
@@ -223,10 +224,10 @@ func (s *Server) CheckCertificates(peerCert func(context.Context) (*x509.Certifi
 }
 
 // revokedErr is the refusal of a revoked certificate, or nil.
-func (s *Server) revokedErr(serial string) error {
-	if reason, ok := s.revoked.Reason(serial); ok {
+func (s *Server) revokedErr(cert *x509.Certificate) error {
+	if reason, ok := s.revoked.Reason(cert); ok {
 		s.metrics.Refused()
-		return status.Errorf(codes.PermissionDenied, "this host's certificate (serial %s) is revoked: %s; issue a new one (tripwire-collector pki issue) and reload the agent (SIGHUP)", serial, reason)
+		return status.Errorf(codes.PermissionDenied, "this host's certificate (serial %s) is revoked: %s; issue a new one with a new key (tripwire-collector pki issue) and reload the agent (SIGHUP)", pki.SerialHex(cert), reason)
 	}
 	return nil
 }
@@ -279,8 +280,8 @@ type session struct {
 	s        *Server
 	hostID   string // from the certificate
 	hostname string
-	serial   string       // of the certificate; "" when certificates are not checked
-	facts    storage.Host // what the agent registered with, for the hosts row
+	cert     *x509.Certificate // the stream's; nil when certificates are not checked
+	facts    storage.Host      // what the agent registered with, for the hosts row
 	in       *inbox
 	send     func(*tripwirev1.StreamResponse) error
 	deferred []*tripwirev1.StreamRequest // held back while probing

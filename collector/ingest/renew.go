@@ -65,7 +65,7 @@ func (s *Server) renewResult(ctx context.Context, req *tripwirev1.RenewRequest, 
 	}
 	serial := pki.SerialHex(cert)
 	log = log.With("serial", serial)
-	if reason, revoked := s.revoked.Reason(serial); revoked {
+	if reason, revoked := s.revoked.Reason(cert); revoked {
 		return refuse(metrics.ResultRefused, fmt.Sprintf("the certificate (serial %s) is revoked (%s): it is not renewed", serial, reason))
 	}
 	if since := s.now().Sub(*renewedAt); since < renewSpacing {

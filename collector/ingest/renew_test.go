@@ -52,7 +52,7 @@ func newRenewFixture(t *testing.T, validity time.Duration, canSign bool) *renewF
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvTLS.UseRevocations(f.revoked)
+	srvTLS.UseRevocations(f.revoked, nil)
 	store, err := duckdb.Open("", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +202,7 @@ func TestRenewalRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs := f.open(t, revokedHC)
-	f.revoked.Replace(map[string]string{revokedHC.Serial: "test"})
+	f.revoked.Replace(map[string]string{revokedHC.Serial: "test"}, nil)
 	// The revocation cuts the stream at its next message: no certificate comes back.
 	if err := rs.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Renew{Renew: &tripwirev1.RenewRequest{CsrDer: csrOf(t, revokedHC.KeyFile)}}}); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,9 @@ package pki
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"sync/atomic"
 
@@ -10,29 +12,52 @@ import (
 	"google.golang.org/grpc/peer"
 )
 
-// Revocations is the set of revoked host certificates, by serial, that the collector
-// refuses at the handshake (ServerTLS.UseRevocations) and on open streams. The
-// collector refreshes it from the store, where `tripwire-collector pki revoke` records
+// Revocations is the set of revoked host certificates that the collector refuses at the
+// handshake (ServerTLS.UseRevocations) and on open streams: by serial, and by key. A
+// revoked key refuses every certificate that carries it, whatever its serial: renewal
+// keeps the key (ADR 0013), so the certificates a host renewed before the revocation,
+// which a thief of its key may hold too, fall with the one revoked. The collector
+// refreshes the set from the store, where `tripwire-collector pki revoke` records
 // revocations for every replica. A nil *Revocations holds nothing. It is safe for
 // concurrent use.
 type Revocations struct {
-	bySerial atomic.Pointer[map[string]string] // serial → reason
+	set atomic.Pointer[revokedSet]
 }
 
-// Replace makes bySerial (serial in lowercase hex → reason) the revoked set.
-func (r *Revocations) Replace(bySerial map[string]string) { r.bySerial.Store(&bySerial) }
+type revokedSet struct {
+	bySerial, byKey map[string]string // serial or KeyHash → reason
+}
 
-// Reason says whether serial is revoked, and why.
-func (r *Revocations) Reason(serial string) (string, bool) {
+// Replace makes the revoked set bySerial (serial in lowercase hex → reason) and byKey
+// (KeyHash → reason). Either may be nil.
+func (r *Revocations) Replace(bySerial, byKey map[string]string) {
+	r.set.Store(&revokedSet{bySerial: bySerial, byKey: byKey})
+}
+
+// Reason says whether cert is revoked, by its serial or by its key, and why.
+func (r *Revocations) Reason(cert *x509.Certificate) (string, bool) {
 	if r == nil {
 		return "", false
 	}
-	m := r.bySerial.Load()
-	if m == nil {
+	set := r.set.Load()
+	if set == nil {
 		return "", false
 	}
-	reason, ok := (*m)[serial]
-	return reason, ok
+	if reason, ok := set.bySerial[SerialHex(cert)]; ok {
+		return reason, true
+	}
+	if reason, ok := set.byKey[KeyHash(cert)]; ok {
+		return "its key is revoked: " + reason, true
+	}
+	return "", false
+}
+
+// KeyHash names a certificate's key as revocations do: the SHA-256 of its
+// SubjectPublicKeyInfo, in lowercase hex (as `openssl x509 -pubkey | openssl pkey
+// -pubin -outform der | sha256sum` prints it).
+func KeyHash(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:])
 }
 
 // SerialHex is a certificate's serial as revocations name it: lowercase hex.

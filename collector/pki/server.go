@@ -19,7 +19,13 @@ import (
 type ServerTLS struct {
 	caFile, certFile, keyFile string
 	current                   atomic.Pointer[serverSnapshot]
-	revoked                   atomic.Pointer[Revocations]
+	revoked                   atomic.Pointer[revocationCheck]
+}
+
+// revocationCheck is the revoked set handshakes consult, and who hears of a refusal.
+type revocationCheck struct {
+	set       *Revocations
+	onRefused func(leaf *x509.Certificate, reason string)
 }
 
 // serverSnapshot is one immutable generation of the server's TLS material.
@@ -139,8 +145,11 @@ func loadServerSnapshot(caFile, certFile, keyFile string, verify func(tls.Connec
 	return &serverSnapshot{config: cfg, leaf: leaf, enroll: enrollConfig(cfg, chains[0])}, nil
 }
 
-// UseRevocations makes every later handshake refuse the certificates r holds.
-func (l *ServerTLS) UseRevocations(r *Revocations) { l.revoked.Store(r) }
+// UseRevocations makes every later handshake refuse the certificates r holds, and call
+// onRefused (if not nil) for each it refuses: a revoked certificate in use is news.
+func (l *ServerTLS) UseRevocations(r *Revocations, onRefused func(leaf *x509.Certificate, reason string)) {
+	l.revoked.Store(&revocationCheck{set: r, onRefused: onRefused})
+}
 
 // verifyConnection is verifyHostConnection, then the revocation check.
 func (l *ServerTLS) verifyConnection(cs tls.ConnectionState) error {
@@ -148,7 +157,14 @@ func (l *ServerTLS) verifyConnection(cs tls.ConnectionState) error {
 		return err
 	}
 	leaf := cs.VerifiedChains[0][0]
-	if reason, revoked := l.revoked.Load().Reason(SerialHex(leaf)); revoked {
+	rc := l.revoked.Load()
+	if rc == nil {
+		return nil
+	}
+	if reason, revoked := rc.set.Reason(leaf); revoked {
+		if rc.onRefused != nil {
+			rc.onRefused(leaf, reason)
+		}
 		return fmt.Errorf("host certificate %q (serial %s) is revoked: %s", leaf.Subject.CommonName, SerialHex(leaf), reason)
 	}
 	return nil

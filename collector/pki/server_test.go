@@ -2,6 +2,7 @@ package pki
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -491,5 +492,77 @@ func TestServerTLSErrors(t *testing.T) {
 	_, err := LoadServerTLS(dir)
 	if !errors.Is(err, ErrNotPEM) || !strings.Contains(err.Error(), filepath.Join(dir, ServerCertFile)) {
 		t.Errorf("LoadLoadServerTLS with a junk server.crt: %v", err)
+	}
+}
+
+// TestServerRefusesRevokedKey: renewal keeps the key, so a host holds certificates with
+// one key and several serials. Revoking the serial alone leaves the others good;
+// revoking the key refuses every certificate with it, while another host's passes.
+func TestServerRefusesRevokedKey(t *testing.T) {
+	dir := newPKI(t)
+	hc, err := Issue(dir, "web1", IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued := loadPair(t, hc.CertFile, hc.KeyFile)
+	signer, err := NewSigner(dir, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := ParseCSR(newCSR(t, issued.PrivateKey.(crypto.Signer), "web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := signer.SignHost(csr, hc.HostID, "web1") // what a renewal over the stream signs
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed := &tls.Certificate{Certificate: [][]byte{sc.Certificate.Raw}, PrivateKey: issued.PrivateKey, Leaf: sc.Certificate}
+	if KeyHash(sc.Certificate) != KeyHash(hc.Certificate) || SerialHex(sc.Certificate) == SerialHex(hc.Certificate) {
+		t.Fatal("the renewed certificate should have the key and not the serial of the issued one")
+	}
+	other, err := Issue(dir, "web2", IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	loader, err := LoadServerTLS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := &Revocations{}
+	var told atomic.Int32 // refusals reported to the hook
+	loader.UseRevocations(revoked, func(*x509.Certificate, string) { told.Add(1) })
+	handshake := func(pair *tls.Certificate) error {
+		return serverHandshake(t, loader.Config(), clientConfig(t, hc.CAFile, pair))
+	}
+	pairs := map[string]*tls.Certificate{"issued": issued, "renewed": renewed, "other host": loadPair(t, other.CertFile, other.KeyFile)}
+	check := func(when string, refused map[string]bool) {
+		t.Helper()
+		told.Store(0)
+		defer func() {
+			if int(told.Load()) != len(refused) {
+				t.Errorf("%s: %d refusals reported, want %d", when, told.Load(), len(refused))
+			}
+		}()
+		for name, pair := range pairs {
+			err := handshake(pair)
+			switch {
+			case refused[name] && (err == nil || !strings.Contains(err.Error(), "revoked")):
+				t.Errorf("%s: the %s certificate: handshake error %v, want it refused as revoked", when, name, err)
+			case !refused[name] && err != nil:
+				t.Errorf("%s: the %s certificate refused: %v", when, name, err)
+			}
+		}
+	}
+	check("nothing revoked", nil)
+
+	revoked.Replace(map[string]string{SerialHex(sc.Certificate): "by serial"}, nil)
+	check("the renewed serial revoked", map[string]bool{"renewed": true})
+
+	revoked.Replace(map[string]string{SerialHex(sc.Certificate): "by serial"}, map[string]string{KeyHash(sc.Certificate): "by key"})
+	check("its key revoked", map[string]bool{"renewed": true, "issued": true})
+	if err := handshake(issued); err == nil || !strings.Contains(err.Error(), "key is revoked: by key") {
+		t.Errorf("the issued certificate's refusal %v does not say its key is revoked", err)
 	}
 }

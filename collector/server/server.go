@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -203,7 +204,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.loadRevocations(ctx, revoked); err != nil {
 		return err
 	}
-	s.tls.UseRevocations(revoked)
+	s.tls.UseRevocations(revoked, func(leaf *x509.Certificate, reason string) {
+		hostID, hostname, _ := pki.HostIdentity(leaf)
+		s.logger.Warn("refused a revoked certificate at the handshake", "host", hostname, "host_id", hostID,
+			"serial", pki.SerialHex(leaf), "reason", reason)
+	})
 	ingestServer.CheckCertificates(pki.PeerCertificate, revoked)
 	em := metrics.NewEnrolment(reg)
 	if s.signer != nil {
@@ -325,11 +330,15 @@ func (s *Server) loadRevocations(ctx context.Context, into *pki.Revocations) err
 	if err != nil {
 		return fmt.Errorf("reading revoked certificates: %w", err)
 	}
-	m := make(map[string]string, len(list))
+	bySerial, byKey := make(map[string]string, len(list)), make(map[string]string, len(list))
 	for _, c := range list {
-		m[c.Serial] = fmt.Sprintf("revoked at %s: %s", c.RevokedAt.Format(time.RFC3339), c.Reason)
+		reason := fmt.Sprintf("revoked at %s: %s", c.RevokedAt.Format(time.RFC3339), c.Reason)
+		bySerial[c.Serial] = reason
+		if c.KeySHA256 != "" {
+			byKey[c.KeySHA256] = fmt.Sprintf("with certificate %s, %s", c.Serial, reason)
+		}
 	}
-	into.Replace(m)
+	into.Replace(bySerial, byKey)
 	return nil
 }
 

@@ -35,17 +35,17 @@ func (s *Store) RegisterHost(ctx context.Context, h storage.Host) error {
 	}
 	defer s.unlockWrite()
 	_, err := s.db.ExecContext(ctx, `INSERT INTO hosts
-			(host_id, hostname, os, arch, kernel, agent_version, protocol_version, watchers, first_seen, last_seen, cert_serial, cert_not_after, cert_not_before, fork_of, fork_seq)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			(host_id, hostname, os, arch, kernel, agent_version, protocol_version, watchers, first_seen, last_seen, cert_serial, cert_not_after, cert_not_before, fork_of, fork_seq, cert_key_sha256)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (host_id) DO UPDATE SET
 			hostname = excluded.hostname, os = excluded.os, arch = excluded.arch,
 			kernel = excluded.kernel, agent_version = excluded.agent_version,
 			protocol_version = excluded.protocol_version, watchers = excluded.watchers,
 			last_seen = greatest(hosts.last_seen, excluded.last_seen),
 			cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after,
-			cert_not_before = excluded.cert_not_before`,
+			cert_not_before = excluded.cert_not_before, cert_key_sha256 = excluded.cert_key_sha256`,
 		h.HostID, h.Hostname, h.OS, h.Arch, h.Kernel, h.AgentVersion, h.ProtocolVersion, h.Watchers,
-		h.FirstSeen.UTC(), h.LastSeen.UTC(), h.CertSerial, storage.UTCPtr(h.CertNotAfter), storage.UTCPtr(h.CertNotBefore), nullIfEmpty(h.ForkOf), nullIfZero(h.ForkSeq))
+		h.FirstSeen.UTC(), h.LastSeen.UTC(), h.CertSerial, storage.UTCPtr(h.CertNotAfter), storage.UTCPtr(h.CertNotBefore), nullIfEmpty(h.ForkOf), nullIfZero(h.ForkSeq), h.CertKey)
 	if err != nil {
 		return fmt.Errorf("registering host %q: %w", h.HostID, err)
 	}
@@ -78,7 +78,7 @@ func (s *Store) TouchHost(ctx context.Context, hostID string, t time.Time) error
 func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT h.host_id, h.hostname, h.os, h.arch, h.kernel,
 			h.agent_version, h.protocol_version, h.watchers, h.first_seen, h.last_seen,
-			COALESCE(c.head_seq, 0), COALESCE(h.cert_serial, ''), h.cert_not_after, h.cert_not_before, COALESCE(h.status, 'ONLINE'),
+			COALESCE(c.head_seq, 0), COALESCE(h.cert_serial, ''), COALESCE(h.cert_key_sha256, ''), h.cert_not_after, h.cert_not_before, COALESCE(h.status, 'ONLINE'),
 			COALESCE(h.degraded, ''), COALESCE(h.fork_of, ''), COALESCE(h.fork_seq, 0)
 		FROM hosts AS h LEFT JOIN chain_heads AS c ON c.host_id = h.host_id
 		ORDER BY h.hostname, h.host_id`)
@@ -90,7 +90,7 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	for rows.Next() {
 		var h storage.Host
 		if err := rows.Scan(&h.HostID, &h.Hostname, &h.OS, &h.Arch, &h.Kernel, &h.AgentVersion,
-			&h.ProtocolVersion, &h.Watchers, &h.FirstSeen, &h.LastSeen, &h.HeadSeq, &h.CertSerial, &h.CertNotAfter, &h.CertNotBefore, &h.Status,
+			&h.ProtocolVersion, &h.Watchers, &h.FirstSeen, &h.LastSeen, &h.HeadSeq, &h.CertSerial, &h.CertKey, &h.CertNotAfter, &h.CertNotBefore, &h.Status,
 			&h.Degraded, &h.ForkOf, &h.ForkSeq); err != nil {
 			return nil, fmt.Errorf("listing hosts: %w", err)
 		}

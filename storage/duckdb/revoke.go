@@ -7,15 +7,17 @@ import (
 	"github.com/tripwire-project/tripwire/storage"
 )
 
-// Revoke records a revoked certificate; a serial already revoked keeps its first record.
+// Revoke records a revoked certificate; a serial already revoked keeps its first record,
+// but gains a key it was revoked without.
 func (s *Store) Revoke(ctx context.Context, c storage.RevokedCert) error {
 	if err := s.lockWrite(ctx); err != nil {
 		return fmt.Errorf("revoking %s: waiting for the writer: %w", c.Serial, err)
 	}
 	defer s.unlockWrite()
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO revoked_certs (serial, host_id, hostname, revoked_at, reason)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING`,
-		c.Serial, c.HostID, c.Hostname, c.RevokedAt.UTC(), c.Reason); err != nil {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO revoked_certs (serial, host_id, hostname, revoked_at, reason, key_sha256)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET key_sha256 = excluded.key_sha256
+		WHERE COALESCE(revoked_certs.key_sha256, '') = '' AND excluded.key_sha256 <> ''`,
+		c.Serial, c.HostID, c.Hostname, c.RevokedAt.UTC(), c.Reason, c.KeySHA256); err != nil {
 		return fmt.Errorf("revoking %s: %w", c.Serial, err)
 	}
 	return nil
@@ -23,7 +25,7 @@ func (s *Store) Revoke(ctx context.Context, c storage.RevokedCert) error {
 
 // Revoked returns every revoked certificate, by serial.
 func (s *Store) Revoked(ctx context.Context) ([]storage.RevokedCert, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT serial, host_id, hostname, revoked_at, reason FROM revoked_certs ORDER BY serial`)
+	rows, err := s.db.QueryContext(ctx, `SELECT serial, COALESCE(key_sha256, ''), host_id, hostname, revoked_at, reason FROM revoked_certs ORDER BY serial`)
 	if err != nil {
 		return nil, fmt.Errorf("listing revoked certificates: %w", err)
 	}
@@ -31,7 +33,7 @@ func (s *Store) Revoked(ctx context.Context) ([]storage.RevokedCert, error) {
 	var out []storage.RevokedCert
 	for rows.Next() {
 		var c storage.RevokedCert
-		if err := rows.Scan(&c.Serial, &c.HostID, &c.Hostname, &c.RevokedAt, &c.Reason); err != nil {
+		if err := rows.Scan(&c.Serial, &c.KeySHA256, &c.HostID, &c.Hostname, &c.RevokedAt, &c.Reason); err != nil {
 			return nil, fmt.Errorf("listing revoked certificates: %w", err)
 		}
 		c.RevokedAt = c.RevokedAt.UTC()

@@ -33,17 +33,17 @@ func (s *Store) RegisterHost(ctx context.Context, h storage.Host) error {
 		h.FirstSeen = h.LastSeen
 	}
 	_, err := s.pg.Exec(ctx, `INSERT INTO hosts
-			(host_id, hostname, os, arch, kernel, agent_version, protocol_version, watchers, first_seen, last_seen, cert_serial, cert_not_after, cert_not_before, fork_of, fork_seq)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+			(host_id, hostname, os, arch, kernel, agent_version, protocol_version, watchers, first_seen, last_seen, cert_serial, cert_not_after, cert_not_before, fork_of, fork_seq, cert_key_sha256)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 		ON CONFLICT (host_id) DO UPDATE SET
 			hostname = excluded.hostname, os = excluded.os, arch = excluded.arch,
 			kernel = excluded.kernel, agent_version = excluded.agent_version,
 			protocol_version = excluded.protocol_version, watchers = excluded.watchers,
 			last_seen = greatest(hosts.last_seen, excluded.last_seen),
 			cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after,
-			cert_not_before = excluded.cert_not_before`,
+			cert_not_before = excluded.cert_not_before, cert_key_sha256 = excluded.cert_key_sha256`,
 		h.HostID, h.Hostname, h.OS, h.Arch, h.Kernel, h.AgentVersion, int64(h.ProtocolVersion), h.Watchers,
-		h.FirstSeen.UTC(), h.LastSeen.UTC(), h.CertSerial, storage.UTCPtr(h.CertNotAfter), storage.UTCPtr(h.CertNotBefore), nullIfEmpty(h.ForkOf), nullIfZero(h.ForkSeq))
+		h.FirstSeen.UTC(), h.LastSeen.UTC(), h.CertSerial, storage.UTCPtr(h.CertNotAfter), storage.UTCPtr(h.CertNotBefore), nullIfEmpty(h.ForkOf), nullIfZero(h.ForkSeq), h.CertKey)
 	if err != nil {
 		return fmt.Errorf("registering host %q: %w", h.HostID, err)
 	}
@@ -82,7 +82,7 @@ func (s *Store) Head(ctx context.Context, hostID string) (uint64, string, error)
 func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 	rows, err := s.pg.Query(ctx, `SELECT h.host_id, h.hostname, h.os, h.arch, h.kernel,
 			h.agent_version, h.protocol_version, h.watchers, h.first_seen, h.last_seen,
-			COALESCE(c.head_seq, 0), h.cert_serial, h.cert_not_after, h.cert_not_before, h.status, h.degraded,
+			COALESCE(c.head_seq, 0), h.cert_serial, h.cert_key_sha256, h.cert_not_after, h.cert_not_before, h.status, h.degraded,
 			COALESCE(h.fork_of, ''), COALESCE(h.fork_seq, 0)
 		FROM hosts AS h LEFT JOIN chain_heads AS c ON c.host_id = h.host_id
 		ORDER BY h.hostname, h.host_id`)
@@ -95,7 +95,7 @@ func (s *Store) Hosts(ctx context.Context) ([]storage.Host, error) {
 		var h storage.Host
 		var proto, head, forkSeq int64
 		if err := rows.Scan(&h.HostID, &h.Hostname, &h.OS, &h.Arch, &h.Kernel, &h.AgentVersion,
-			&proto, &h.Watchers, &h.FirstSeen, &h.LastSeen, &head, &h.CertSerial, &h.CertNotAfter, &h.CertNotBefore, &h.Status, &h.Degraded,
+			&proto, &h.Watchers, &h.FirstSeen, &h.LastSeen, &head, &h.CertSerial, &h.CertKey, &h.CertNotAfter, &h.CertNotBefore, &h.Status, &h.Degraded,
 			&h.ForkOf, &forkSeq); err != nil {
 			return nil, fmt.Errorf("listing hosts: %w", err)
 		}

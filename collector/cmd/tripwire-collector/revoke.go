@@ -17,7 +17,7 @@ import (
 
 // revokeCmd revokes a host certificate through the API (POST /api/v1/pki/revoke), so
 // that it works while the collector runs and reaches every replica: the certificate
-// the host last registered with, or the one in --cert.
+// the host last registered with, or the one in --cert, and with it their key.
 func revokeCmd(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("pki revoke", flag.ContinueOnError)
 	client := apiFlags(fs, "pki revoke")
@@ -36,7 +36,7 @@ func revokeCmd(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		body["serial"] = pki.SerialHex(certs[0])
+		body["serial"], body["key_sha256"] = pki.SerialHex(certs[0]), pki.KeyHash(certs[0])
 	}
 	c, err := client()
 	if err != nil {
@@ -49,5 +49,8 @@ func revokeCmd(args []string, stdout io.Writer) error {
 		return fmt.Errorf("revoking: %w", err)
 	}
 	fmt.Fprintf(stdout, "revoked certificate serial %s of host %s (%s)\n", rc.Serial, rc.Hostname, rc.Reason)
+	if rc.KeySHA256 != "" {
+		fmt.Fprintf(stdout, "revoked its key (SHA-256 %s): every certificate with it, renewed ones included, is refused; issue the host a new key (pki issue, or enroll again)\n", rc.KeySHA256)
+	}
 	return nil
 }
