@@ -328,6 +328,9 @@ type alert struct {
 		DstIP      string `json:"dst_ip"`
 		DstPort    int    `json:"dst_port"`
 		FirstBytes string `json:"first_bytes"`
+
+		Kind    string `json:"kind"` // of a host event (tripwire type HOST)
+		Message string `json:"message"`
 	} `json:"event_detail"`
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,7 +35,7 @@ func TestRevokedCertificateAndRenewalOnSIGHUP(t *testing.T) {
 
 	// A renewal made before the revocation, say by a thief of the key: same key, its own
 	// serial, never registered, so unknown to `pki revoke --host`.
-	sibling := renewedCopy(t, filepath.Join(e.dir, "pki"), "revoked-01")
+	sibling, siblingSerial := renewedCopy(t, filepath.Join(e.dir, "pki"), "revoked-01")
 	if err := tlsVerdict(e.grpcAddr, sibling); err != nil {
 		t.Fatalf("the renewed copy was refused before any revocation: %v", err)
 	}
@@ -59,15 +60,32 @@ func TestRevokedCertificateAndRenewalOnSIGHUP(t *testing.T) {
 		err := tlsVerdict(e.grpcAddr, sibling)
 		return err != nil, fmt.Sprint(err)
 	})
+	for range 2 {
+		if err := tlsVerdict(e.grpcAddr, sibling); err == nil {
+			t.Fatal("the renewed copy was accepted after the revocation")
+		}
+	}
 	if log := e.collectorLog(); !strings.Contains(log, "refused a revoked certificate at the handshake") || !strings.Contains(log, "its key is revoked") {
 		t.Error("the collector's log does not say it refused the copy for its revoked key")
+	}
+	// The attempts raise one CRITICAL alert for the copy, naming its serial and address.
+	isCopyUse := func(a alert) bool {
+		return a.EventDetail.Kind == "REVOKED_CERT" && strings.Contains(a.EventDetail.Message, "serial "+siblingSerial+")")
+	}
+	use := e.waitAlert(10*time.Second, "host=revoked-01&type=HOST", isCopyUse)
+	if use.Severity != "CRITICAL" || use.RuleName != "certificate-revocation" || !strings.Contains(use.EventDetail.Message, "presented from 127.0.0.1:") {
+		t.Errorf("revoked certificate use alert %+v", use)
 	}
 
 	held := nobody("cat", decoy)
 	held.Run()
 	time.Sleep(3 * time.Second)
-	if alerts, _ := e.alerts("host=revoked-01&limit=1000"); len(alerts) != 1 {
+	if alerts, _ := e.alerts("host=revoked-01&type=FILE&limit=1000"); len(alerts) != 1 {
 		t.Fatalf("%d alerts reached the collector from a revoked host, want only the first", len(alerts))
+	}
+	hostAlerts, _ := e.alerts("host=revoked-01&type=HOST&limit=1000")
+	if n := len(slices.DeleteFunc(hostAlerts, func(a alert) bool { return !isCopyUse(a) })); n != 1 {
+		t.Errorf("%d alerts for the revoked copy's three attempts, want 1 (once an hour)", n)
 	}
 
 	if out, err := run(t, "tripwire-collector", "pki", "issue", "--dir", filepath.Join(e.dir, "pki"), "--host", "revoked-01"); err != nil {
@@ -93,8 +111,9 @@ func TestRevokedCertificateAndRenewalOnSIGHUP(t *testing.T) {
 }
 
 // renewedCopy signs, as a renewal over the stream does, a second certificate for the key
-// of host's agent.crt in pkiDir, and returns a client configuration presenting it.
-func renewedCopy(t *testing.T, pkiDir, host string) *tls.Config {
+// of host's agent.crt in pkiDir, and returns a client configuration presenting it and
+// its serial.
+func renewedCopy(t *testing.T, pkiDir, host string) (*tls.Config, string) {
 	t.Helper()
 	hostDir := filepath.Join(pkiDir, host)
 	pair, err := tls.LoadX509KeyPair(filepath.Join(hostDir, "agent.crt"), filepath.Join(hostDir, "agent.key"))
@@ -132,7 +151,7 @@ func renewedCopy(t *testing.T, pkiDir, host string) *tls.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c.Config()
+	return c.Config(), pki.SerialHex(sc.Certificate)
 }
 
 // tlsVerdict is nil if the collector at addr accepts cfg's certificate, and the

@@ -16,7 +16,7 @@ func NewHostEvent(hostID, hostname, kind string, t time.Time, lastSeen time.Time
 	// on the live stream and the same event read back then carry the same time.
 	ev := HostEvent{EventID: uuid.NewString(), HostID: hostID, Hostname: hostname, Time: t.UTC().Truncate(time.Microsecond), Kind: kind}
 	switch kind {
-	case HostIntegrity:
+	case HostIntegrity, HostRevokedCert:
 		ev.Severity = "CRITICAL"
 	case HostCertExpiry, HostDegraded:
 		ev.Severity = "WARN"
@@ -71,7 +71,8 @@ func HostEventLimit(limit int) int {
 const TypeHost = "HOST"
 
 // Rule is the rule name a host event's alert carries: "dead-man" (OFFLINE, ONLINE),
-// "chain-integrity", "certificate-expiry" or "watcher-health" (DEGRADED, RESTORED).
+// "chain-integrity", "certificate-expiry", "watcher-health" (DEGRADED, RESTORED) or
+// "certificate-revocation" (REVOKED_CERT).
 func (e HostEvent) Rule() string {
 	switch e.Kind {
 	case HostIntegrity:
@@ -80,6 +81,8 @@ func (e HostEvent) Rule() string {
 		return "certificate-expiry"
 	case HostDegraded, HostRestored:
 		return "watcher-health"
+	case HostRevokedCert:
+		return "certificate-revocation"
 	}
 	return "dead-man"
 }
@@ -147,6 +150,28 @@ func CertExpiryEvent(h Host, now time.Time) (HostEvent, bool) {
 		"or enrol it again (tripwire-collector pki token) or issue a new certificate (tripwire-collector pki issue) and reload the agent (SIGHUP)",
 		h.Hostname, h.CertSerial, h.CertNotAfter.UTC().Format(time.RFC3339))
 	return ev, true
+}
+
+// RevokedCertWindow is how often a revoked certificate in use raises a REVOKED_CERT
+// event at most: once per certificate per window (by its id), however many times it is
+// presented and on however many collector replicas; every refusal is logged.
+const RevokedCertWindow = time.Hour
+
+// RevokedCertEvent is the CRITICAL raised when a revoked certificate of the host (serial
+// in lowercase hex) is presented from the address from and refused for reason. Its id
+// derives from the host, the serial and the RevokedCertWindow now falls in.
+func RevokedCertEvent(hostID, hostname, serial, reason, from string, now time.Time) HostEvent {
+	ev := NewHostEvent(hostID, hostname, HostRevokedCert, now, now)
+	window := now.UTC().Truncate(RevokedCertWindow)
+	ev.EventID = uuid.NewSHA1(hostEventNamespace, []byte(hostID+"/"+serial+"/revoked-cert/"+window.Format(time.RFC3339))).String()
+	if from == "" {
+		from = "an unknown address"
+	}
+	ev.Message = fmt.Sprintf("a revoked certificate of host %s (serial %s) was presented from %s and refused (%s). "+
+		"From the host's own agent this is expected until it has a certificate with a new key (tripwire-collector pki issue, then SIGHUP); "+
+		"from anywhere else, whoever holds the revoked key is trying to report as the host. Later attempts until %s are logged, not raised",
+		hostname, serial, from, reason, window.Add(RevokedCertWindow).Format(time.RFC3339))
+	return ev
 }
 
 // roughly rounds a duration for a message: to the hour past a day, the minute past an

@@ -170,6 +170,9 @@ const (
 	// HostCertExpiry is an event kind only: the host's certificate expires within
 	// CertExpiryWarning and its renewal is overdue (CertExpiryEvent).
 	HostCertExpiry = "CERT_EXPIRY"
+	// HostRevokedCert is an event kind only: a revoked certificate of the host was
+	// presented to the collector and refused (RevokedCertEvent).
+	HostRevokedCert = "REVOKED_CERT"
 )
 
 // CertExpiryWarning is how long before a host certificate expires it may raise a WARN
@@ -179,7 +182,8 @@ const CertExpiryWarning = 30 * 24 * time.Hour
 // HostEvent is something the collector itself raises about a host: it went silent
 // (OFFLINE, CRITICAL), came back (ONLINE, INFO), its chain failed to extend the stored
 // one (INTEGRITY, CRITICAL), its certificate nears expiry (CERT_EXPIRY, WARN), a watcher
-// fell back to a lesser mode (DEGRADED, WARN) or came back (RESTORED, INFO). Each is an
+// fell back to a lesser mode (DEGRADED, WARN) or came back (RESTORED, INFO), a revoked
+// certificate of it was presented (REVOKED_CERT, CRITICAL). Each is an
 // alert too (Alert), which analysts triage like any other.
 type HostEvent struct {
 	EventID  string    `json:"event_id"`

@@ -226,7 +226,7 @@ func (s *Server) CheckCertificates(peerCert func(context.Context) (*x509.Certifi
 // revokedErr is the refusal of a revoked certificate, or nil.
 func (s *Server) revokedErr(cert *x509.Certificate) error {
 	if reason, ok := s.revoked.Reason(cert); ok {
-		s.metrics.Refused()
+		s.metrics.RefusedRevoked(metrics.RevokedAtSession)
 		return status.Errorf(codes.PermissionDenied, "this host's certificate (serial %s) is revoked: %s; issue a new one with a new key (tripwire-collector pki issue) and reload the agent (SIGHUP)", pki.SerialHex(cert), reason)
 	}
 	return nil

@@ -15,6 +15,12 @@ const (
 	ReasonStoreUnavailable = "store_unavailable" // the store failed: not acked, the agent resends
 )
 
+// Where a revoked certificate was refused, the values of the "at" label.
+const (
+	RevokedAtHandshake = "handshake" // a new connection's TLS handshake
+	RevokedAtSession   = "session"   // a registration or a message on a connection already open
+)
+
 // Collector holds the collector's metrics. A nil *Collector is valid and records
 // nothing, so components can be built without metrics in tests.
 type Collector struct {
@@ -25,6 +31,7 @@ type Collector struct {
 	AgentStreams    prometheus.Gauge
 	Registrations   prometheus.Counter
 	ProtocolRefused prometheus.Counter
+	RevokedRefused  *prometheus.CounterVec
 	Backlog         prometheus.Gauge
 }
 
@@ -61,6 +68,10 @@ func New(reg prometheus.Registerer) *Collector {
 			Name: "tripwire_collector_agent_protocol_refused_total",
 			Help: "Agent sessions refused for an unsupported protocol version.",
 		}),
+		RevokedRefused: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tripwire_collector_revoked_certificates_refused_total",
+			Help: "Revoked host certificates refused, by where: handshake (a new connection) or session (a stream on a connection already open).",
+		}, []string{"at"}),
 		Backlog: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tripwire_collector_agent_backlog_entries",
 			Help: "Chain entries that the agents of open streams hold and the collector has not acked, as their last heartbeats said: what a store outage leaves waiting on the hosts.",
@@ -110,4 +121,13 @@ func (c *Collector) Refused() {
 		return
 	}
 	c.ProtocolRefused.Inc()
+}
+
+// RefusedRevoked records a revoked certificate refused at (RevokedAtHandshake or
+// RevokedAtSession).
+func (c *Collector) RefusedRevoked(at string) {
+	if c == nil {
+		return
+	}
+	c.RevokedRefused.WithLabelValues(at).Inc()
 }

@@ -25,7 +25,7 @@ type ServerTLS struct {
 // revocationCheck is the revoked set handshakes consult, and who hears of a refusal.
 type revocationCheck struct {
 	set       *Revocations
-	onRefused func(leaf *x509.Certificate, reason string)
+	onRefused func(leaf *x509.Certificate, reason, from string)
 }
 
 // serverSnapshot is one immutable generation of the server's TLS material.
@@ -55,7 +55,7 @@ func NewServerTLS(caFile, certFile, keyFile string) (*ServerTLS, error) {
 // Reload reads the files again and, if they make a usable configuration, makes new
 // handshakes use them. On error the previous material stays in use. Call it on SIGHUP.
 func (l *ServerTLS) Reload() error {
-	snap, err := loadServerSnapshot(l.caFile, l.certFile, l.keyFile, l.verifyConnection)
+	snap, err := loadServerSnapshot(l.caFile, l.certFile, l.keyFile, func(cs tls.ConnectionState) error { return l.verifyConnection(cs, "") })
 	if err != nil {
 		return fmt.Errorf("loading server TLS: %w", err)
 	}
@@ -79,8 +79,14 @@ func (l *ServerTLS) Certificate() *x509.Certificate {
 func (l *ServerTLS) Config() *tls.Config {
 	snap := l.current.Load()
 	cfg := snap.config.Clone()
-	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		return l.current.Load().config, nil
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		c := l.current.Load().config.Clone()
+		from := ""
+		if hello.Conn != nil {
+			from = hello.Conn.RemoteAddr().String()
+		}
+		c.VerifyConnection = func(cs tls.ConnectionState) error { return l.verifyConnection(cs, from) }
+		return c, nil
 	}
 	return cfg
 }
@@ -146,13 +152,16 @@ func loadServerSnapshot(caFile, certFile, keyFile string, verify func(tls.Connec
 }
 
 // UseRevocations makes every later handshake refuse the certificates r holds, and call
-// onRefused (if not nil) for each it refuses: a revoked certificate in use is news.
-func (l *ServerTLS) UseRevocations(r *Revocations, onRefused func(leaf *x509.Certificate, reason string)) {
+// onRefused (if not nil) for each it refuses, with the reason and the client's address:
+// a revoked certificate in use is news. onRefused runs inside the handshake: it must
+// not block.
+func (l *ServerTLS) UseRevocations(r *Revocations, onRefused func(leaf *x509.Certificate, reason, from string)) {
 	l.revoked.Store(&revocationCheck{set: r, onRefused: onRefused})
 }
 
-// verifyConnection is verifyHostConnection, then the revocation check.
-func (l *ServerTLS) verifyConnection(cs tls.ConnectionState) error {
+// verifyConnection is verifyHostConnection, then the revocation check, for a client
+// at the address from ("" when unknown).
+func (l *ServerTLS) verifyConnection(cs tls.ConnectionState, from string) error {
 	if err := verifyHostConnection(cs); err != nil {
 		return err
 	}
@@ -163,7 +172,7 @@ func (l *ServerTLS) verifyConnection(cs tls.ConnectionState) error {
 	}
 	if reason, revoked := rc.set.Reason(leaf); revoked {
 		if rc.onRefused != nil {
-			rc.onRefused(leaf, reason)
+			rc.onRefused(leaf, reason, from)
 		}
 		return fmt.Errorf("host certificate %q (serial %s) is revoked: %s", leaf.Subject.CommonName, SerialHex(leaf), reason)
 	}

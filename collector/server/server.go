@@ -6,7 +6,6 @@ package server
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -204,11 +203,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.loadRevocations(ctx, revoked); err != nil {
 		return err
 	}
-	s.tls.UseRevocations(revoked, func(leaf *x509.Certificate, reason string) {
-		hostID, hostname, _ := pki.HostIdentity(leaf)
-		s.logger.Warn("refused a revoked certificate at the handshake", "host", hostname, "host_id", hostID,
-			"serial", pki.SerialHex(leaf), "reason", reason)
-	})
+	revokedUse := newRevokedUse(s.store, publisher, s.logger.With("component", "pki"), m)
+	s.tls.UseRevocations(revoked, revokedUse.refused)
 	ingestServer.CheckCertificates(pki.PeerCertificate, revoked)
 	em := metrics.NewEnrolment(reg)
 	if s.signer != nil {
@@ -252,6 +248,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { ingestServer.RunRules(gctx, ingest.RulesPollInterval); return nil })
 	g.Go(func() error { s.refreshRevocations(gctx, revoked); return nil })
+	g.Go(func() error { revokedUse.run(gctx); return nil })
 	g.Go(func() error { s.deadMan(gctx, time.Duration(s.cfg.DeadManSeconds)*time.Second, publisher); return nil })
 	if days := s.cfg.Storage.RetentionDays; days > 0 {
 		if f, ok := s.store.(*fleet.Store); ok {
