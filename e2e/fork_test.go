@@ -135,6 +135,13 @@ func TestWipedChainIsKeptAsAFork(t *testing.T) {
 	if breaks != 0 || recomputed != total || first != 1 || reads != 1 {
 		t.Fatalf("fork export: %d breaks, %d of %d hashes recompute, first seq %d, %d reads by pid %d; want a whole chain from seq 1 with the read", breaks, recomputed, total, first, reads, pid)
 	}
+	// And it says what it is: a fork of web-08 from seq 1, on its events too.
+	var forkOf string
+	var forkSeq, forkEvents int
+	if err := db.QueryRow(`SELECT fork_of, fork_seq, (SELECT count(*) FROM events WHERE fork_of = h.fork_of)
+		FROM hosts AS h WHERE host_id = ?`, forkID).Scan(&forkOf, &forkSeq, &forkEvents); err != nil || forkOf != hostID || forkSeq != 1 || forkEvents == 0 {
+		t.Errorf("the fork's export names fork_of %q, fork_seq %d, %d events flagged (%v); want %s, 1, its events", forkOf, forkSeq, forkEvents, err, hostID)
+	}
 }
 
 // forkAlerts lists the tripwires' alerts query selects (not the collector's own, type

@@ -46,11 +46,21 @@ func NewDuckDBSource(path string) (*DuckDBSource, error) {
 // Describe implements Source.
 func (s *DuckDBSource) Describe() string { return "duckdb:" + s.path }
 
-// Hosts implements Source: every host with entries, with its name and the chain head
-// the collector stored for it.
+// Hosts implements Source: every host with entries, with its name, the chain head the
+// collector stored for it and, for a fork, what it is a fork of.
 func (s *DuckDBSource) Hosts(ctx context.Context) ([]Host, error) {
+	// A store migrated before forks were kept (sql/duckdb 0006) has no fork columns.
+	var forkCols int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.columns
+		WHERE table_name = 'hosts' AND column_name IN ('fork_of', 'fork_seq')`).Scan(&forkCols); err != nil {
+		return nil, fmt.Errorf("listing hosts of %s: %w", s.path, err)
+	}
+	forks := "'', 0"
+	if forkCols == 2 {
+		forks = "coalesce(h.fork_of, ''), coalesce(h.fork_seq, 0)"
+	}
 	rows, err := s.db.QueryContext(ctx, `
-SELECT e.host_id, coalesce(h.hostname, e.host_id), coalesce(c.head_seq, 0), coalesce(c.head_hash, '')
+SELECT e.host_id, coalesce(h.hostname, e.host_id), coalesce(c.head_seq, 0), coalesce(c.head_hash, ''), `+forks+`
 FROM (SELECT DISTINCT host_id FROM entries) AS e
 LEFT JOIN hosts AS h USING (host_id)
 LEFT JOIN chain_heads AS c USING (host_id)
@@ -62,7 +72,7 @@ ORDER BY e.host_id`)
 	var hosts []Host
 	for rows.Next() {
 		var h Host
-		if err := rows.Scan(&h.ID, &h.Name, &h.HeadSeq, &h.HeadHash); err != nil {
+		if err := rows.Scan(&h.ID, &h.Name, &h.HeadSeq, &h.HeadHash, &h.ForkOf, &h.ForkSeq); err != nil {
 			return nil, fmt.Errorf("listing hosts of %s: %w", s.path, err)
 		}
 		hosts = append(hosts, h)

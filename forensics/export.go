@@ -126,13 +126,13 @@ type hostTotal struct {
 }
 
 type exporter struct {
-	w    *bufio.Writer
-	werr error
-	opts Options
-	src  Source
-	sum  Summary
-	buf  []byte
-	name string // hostname of the chain being written (NDJSON)
+	w     *bufio.Writer
+	werr  error
+	opts  Options
+	src   Source
+	sum   Summary
+	buf   []byte
+	chain Host // the chain being written (NDJSON rows name it)
 
 	rowsInStmt  int
 	bytesInStmt int
@@ -154,7 +154,7 @@ func (x *exporter) writeString(s string) {
 
 func (x *exporter) host(ctx context.Context, h Host) (hostTotal, error) {
 	t := hostTotal{id: h.ID}
-	x.name = h.Name
+	x.chain = h
 	var pos uint64
 	err := x.src.Entries(ctx, h.ID, func(e *Entry) error {
 		pos++
@@ -234,6 +234,14 @@ func (x *exporter) sqlHeader(hosts []Host) {
 			b = strconv.AppendUint(b, h.HeadSeq, 10)
 			b = append(b, ", "...)
 			b = appendSQLOptText(b, h.HeadHash)
+			b = append(b, ", "...)
+			b = appendSQLOptText(b, h.ForkOf)
+			b = append(b, ", "...)
+			if h.ForkOf == "" {
+				b = append(b, "NULL"...)
+			} else {
+				b = strconv.AppendUint(b, h.ForkSeq, 10)
+			}
 			b = append(b, ')')
 		}
 		b = append(b, ";\n"...)
@@ -360,7 +368,13 @@ func (x *exporter) ndjsonRow(e *Entry, pos uint64, full bool) {
 	b := append(x.buf[:0], `{"host_id":`...)
 	b = appendJSONString(b, e.HostID)
 	b = append(b, `,"hostname":`...)
-	b = appendJSONString(b, x.name)
+	b = appendJSONString(b, x.chain.Name)
+	if x.chain.ForkOf != "" { // only on a fork's rows: a host's rows read back NULL
+		b = append(b, `,"fork_of":`...)
+		b = appendJSONString(b, x.chain.ForkOf)
+		b = append(b, `,"fork_seq":`...)
+		b = strconv.AppendUint(b, x.chain.ForkSeq, 10)
+	}
 	b = append(b, `,"pos":`...)
 	b = strconv.AppendUint(b, pos, 10)
 	b = append(b, `,"seq":`...)

@@ -115,12 +115,22 @@ func LoadExport(ctx context.Context, db *sql.DB, path string) error {
 	lit := string(AppendSQLString(nil, []byte(path)))
 	cols := "host_id, pos, seq, ts, kind, tripwire_type, rule_name, severity, prev_hash, hash, payload, payload_bytes, in_filter"
 	from := "read_parquet(" + lit + ")"
+	forks := "fork_of, fork_seq"
 	if kind == KindNDJSON {
 		from = "(" + ndjsonSelect(lit) + ")"
+	} else {
+		// A Parquet export made before forks were exported has no fork columns.
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM parquet_schema("+lit+") WHERE name = 'fork_of'").Scan(&n); err != nil {
+			return fmt.Errorf("reading the schema of export %s: %w", path, err)
+		}
+		if n == 0 {
+			forks = "NULL, NULL"
+		}
 	}
 	fill := []string{
 		"INSERT INTO entries SELECT " + cols + " FROM " + from,
-		"INSERT INTO hosts SELECT DISTINCT host_id, hostname, NULL, NULL FROM " + from,
+		"INSERT INTO hosts SELECT DISTINCT host_id, hostname, NULL, NULL, " + forks + " FROM " + from,
 	}
 	stmts := "BEGIN TRANSACTION;\n" + schemaTables + schemaViews + strings.Join(fill, ";\n") + ";\nCOMMIT;\n"
 	if _, err := LoadScript(ctx, db, strings.NewReader(stmts)); err != nil {

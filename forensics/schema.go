@@ -2,7 +2,8 @@ package forensics
 
 // FormatVersion is the version of the export format (docs/formats/forensics-export.md),
 // recorded in export_meta.
-const FormatVersion = "1"
+// Format 2 added hosts.fork_of and fork_seq (and the NDJSON and Parquet fields).
+const FormatVersion = "2"
 
 // schemaTables creates the tables of an export. entries has no primary key on purpose:
 // a tampered export may repeat a seq, and the views must flag that, not fail the load.
@@ -16,8 +17,12 @@ CREATE TABLE IF NOT EXISTS hosts (
     host_id   VARCHAR NOT NULL,
     hostname  VARCHAR NOT NULL,
     head_seq  UBIGINT,
-    head_hash VARCHAR
+    head_hash VARCHAR,
+    fork_of   VARCHAR,
+    fork_seq  UBIGINT
 );
+ALTER TABLE hosts ADD COLUMN IF NOT EXISTS fork_of VARCHAR;
+ALTER TABLE hosts ADD COLUMN IF NOT EXISTS fork_seq UBIGINT;
 CREATE TABLE IF NOT EXISTS entries (
     host_id       VARCHAR NOT NULL,
     pos           UBIGINT NOT NULL,
@@ -156,7 +161,8 @@ SELECT e.host_id, coalesce(h.hostname, e.host_id) AS hostname, e.seq,
     e.payload->>'$.event.dst_ip'     AS dst_ip,
     TRY_CAST(e.payload->>'$.event.dst_port' AS USMALLINT) AS dst_port,
     e.payload->>'$.event.first_bytes' AS first_bytes,
-    e.payload
+    e.payload,
+    h.fork_of
 FROM entries AS e
 LEFT JOIN hosts AS h USING (host_id)
 WHERE e.payload IS NOT NULL AND json_valid(e.payload) AND json_extract_string(e.payload, '$.kind') = 'event';

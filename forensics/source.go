@@ -29,6 +29,11 @@ type Host struct {
 	// entries (the collector's stored chain head); 0 and "" where it has none.
 	HeadSeq  uint64
 	HeadHash string
+	// ForkOf is set on a fork (ADR 0014): the chain this one departs from at ForkSeq,
+	// the first seq at which the two differ. "" and 0 for a host's own chain, and where
+	// the source does not know.
+	ForkOf  string
+	ForkSeq uint64
 }
 
 // Source is where an export reads chains from: an agent's segment directory, the

@@ -47,7 +47,7 @@ func (s *StoreSource) Hosts(ctx context.Context) ([]Host, error) {
 		if name == "" {
 			name = h.HostID
 		}
-		out = append(out, Host{ID: h.HostID, Name: name, HeadSeq: seq, HeadHash: hash})
+		out = append(out, Host{ID: h.HostID, Name: name, HeadSeq: seq, HeadHash: hash, ForkOf: h.ForkOf, ForkSeq: h.ForkSeq})
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
--- Tripwire forensic export, format 1 (docs/formats/forensics-export.md).
+-- Tripwire forensic export, format 2 (docs/formats/forensics-export.md).
 -- Load: duckdb case.db < export.sql; then SELECT * FROM chain_breaks; (no rows: every hash and link verifies)
 -- Rows with in_filter = false are stubs: entries outside the export's filter, kept without payload so
 -- that links and seqs still verify. Payloads are byte-exact; see payload_bytes for non-UTF-8 ones.
@@ -12,8 +12,12 @@ CREATE TABLE IF NOT EXISTS hosts (
     host_id   VARCHAR NOT NULL,
     hostname  VARCHAR NOT NULL,
     head_seq  UBIGINT,
-    head_hash VARCHAR
+    head_hash VARCHAR,
+    fork_of   VARCHAR,
+    fork_seq  UBIGINT
 );
+ALTER TABLE hosts ADD COLUMN IF NOT EXISTS fork_of VARCHAR;
+ALTER TABLE hosts ADD COLUMN IF NOT EXISTS fork_seq UBIGINT;
 CREATE TABLE IF NOT EXISTS entries (
     host_id       VARCHAR NOT NULL,
     pos           UBIGINT NOT NULL,
@@ -147,12 +151,13 @@ SELECT e.host_id, coalesce(h.hostname, e.host_id) AS hostname, e.seq,
     e.payload->>'$.event.dst_ip'     AS dst_ip,
     TRY_CAST(e.payload->>'$.event.dst_port' AS USMALLINT) AS dst_port,
     e.payload->>'$.event.first_bytes' AS first_bytes,
-    e.payload
+    e.payload,
+    h.fork_of
 FROM entries AS e
 LEFT JOIN hosts AS h USING (host_id)
 WHERE e.payload IS NOT NULL AND json_valid(e.payload) AND json_extract_string(e.payload, '$.kind') = 'event';
 INSERT INTO export_meta VALUES
-('format_version', '1'),
+('format_version', '2'),
 ('tool_version', 'test'),
 ('created_at', '2026-11-25T06:00:00Z'),
 ('source', 'dir:DIR'),
@@ -162,7 +167,7 @@ INSERT INTO export_meta VALUES
 ('filter_type', NULL),
 ('filter_rule', 'aws-credentials-read');
 INSERT INTO hosts VALUES
-('web-01', 'web-01', 0, NULL);
+('web-01', 'web-01', 0, NULL, NULL, NULL);
 INSERT INTO entries VALUES
 ('web-01', 1, 1, TRY_CAST('2026-11-25 06:00:00' AS TIMESTAMP_NS), 'event', 'FILE', 'aws-credentials-read', 'CRITICAL', '0000000000000000000000000000000000000000000000000000000000000000', 'e9830cb31ab3ddb16484b8814967150f4fb202337d976eeba6e7a24c4151d0c4', '{"seq":1,"ts":"2026-11-25T06:00:00Z","kind":"event","event":{"type":"FILE","rule":"aws-credentials-read","severity":"CRITICAL","source":"fanotify","path":"/home/deploy/.aws/credentials","op":"read","count":1,"pid":4000,"ppid":1234,"uid":1000,"user":"deploy","exe":"/usr/bin/python3.11","cmdline":"python3 /opt/app/sync.py --profile prod --bucket backups-0"}}', NULL, true),
 ('web-01', 2, 2, TRY_CAST('2026-11-25 06:00:00' AS TIMESTAMP_NS), 'anchor', NULL, NULL, NULL, 'e9830cb31ab3ddb16484b8814967150f4fb202337d976eeba6e7a24c4151d0c4', '7827f6053d4ac0114b90fc05fc752e25218758d5ff3ebd506bd4f63665415617', '{"seq":2,"ts":"2026-11-25T06:00:00Z","kind":"anchor","anchor":{"prev_segment":"seg-00000000000000000001.log","prev_seq":1,"prev_hash":"e9830cb31ab3ddb16484b8814967150f4fb202337d976eeba6e7a24c4151d0c4"}}', NULL, true),
