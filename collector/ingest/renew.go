@@ -19,8 +19,8 @@ type renewal struct {
 
 // RenewWith makes the server answer agents' RenewRequests with certificates that signer
 // signs (same host id and name as the stream's certificate, for the same key, valid for
-// the signer's validity). Renewal needs CheckCertificates too. Without RenewWith every
-// renewal is refused: the agent keeps its certificate and asks again later, and the
+// the signer's validity). Renewal needs CheckCertificates too. Without RenewWith, or
+// while the signer is not Ready, every renewal is refused: the agent keeps its certificate and asks again later, and the
 // collector's expiry warning tells the operator once renewal is overdue. m may be nil.
 func (s *Server) RenewWith(signer *pki.Signer, m *metrics.Enrolment) {
 	s.renewal = &renewal{signer: signer, metrics: m}
@@ -52,7 +52,7 @@ func (s *Server) renewResult(ctx context.Context, req *tripwirev1.RenewRequest, 
 		m.Renewed(result)
 		return &tripwirev1.RenewResult{Error: msg}
 	}
-	if s.renewal == nil {
+	if s.renewal == nil || !s.renewal.signer.Ready() {
 		return refuse(metrics.ResultRefused, "this collector does not sign certificates (its PKI directory has no CA key): "+
 			"renew by hand (tripwire-collector pki issue, then SIGHUP) or connect to a collector that holds the CA key")
 	}

@@ -40,9 +40,19 @@ type renewFixture struct {
 	addr    string
 	store   storage.Store
 	revoked *pki.Revocations
+	signer  *pki.Signer // nil for noSigner
 }
 
-func newRenewFixture(t *testing.T, validity time.Duration, canSign bool) *renewFixture {
+// signing says how a renewFixture signs.
+type signing int
+
+const (
+	withSigner signing = iota // a signer with the CA loaded
+	noSigner                  // no RenewWith at all
+	idleSigner                // a signer started while ca.key was kept offline (moved to ca.key.offline)
+)
+
+func newRenewFixture(t *testing.T, validity time.Duration, how signing) *renewFixture {
 	t.Helper()
 	f := &renewFixture{pkiDir: filepath.Join(t.TempDir(), "pki"), revoked: &pki.Revocations{}}
 	if err := pki.Init(f.pkiDir, pki.InitOptions{}); err != nil {
@@ -60,12 +70,22 @@ func newRenewFixture(t *testing.T, validity time.Duration, canSign bool) *renewF
 	f.store = store
 	srv := ingest.New(store, live.NewBroker(0), pki.IdentityFromContext, "test", nil, nil)
 	srv.CheckCertificates(pki.PeerCertificate, f.revoked)
-	if canSign {
-		signer, err := pki.NewSigner(f.pkiDir, validity)
-		if err != nil {
+	switch how {
+	case withSigner:
+		if f.signer, err = pki.NewSigner(f.pkiDir, validity); err != nil {
 			t.Fatal(err)
 		}
-		srv.RenewWith(signer, nil)
+		srv.RenewWith(f.signer, nil)
+	case idleSigner:
+		keyFile := filepath.Join(f.pkiDir, pki.CAKeyFile)
+		if err := os.Rename(keyFile, keyFile+".offline"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pki.NewSigner(f.pkiDir, validity); err == nil {
+			t.Fatal("NewSigner loaded a CA without its key")
+		}
+		f.signer = pki.NewIdleSigner(f.pkiDir, validity)
+		srv.RenewWith(f.signer, nil)
 	}
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(srvTLS.Config())))
 	tripwirev1.RegisterIngestServiceServer(gs, srv)
@@ -142,7 +162,7 @@ func csrOf(t *testing.T, keyFile string) []byte {
 // The collector renews the stream's certificate for the same key, host id and name, with
 // its configured validity; not twice a minute on one stream.
 func TestRenewalSignsSameIdentityForSameKey(t *testing.T) {
-	f := newRenewFixture(t, 3*time.Hour, true)
+	f := newRenewFixture(t, 3*time.Hour, withSigner)
 	hc, err := pki.Issue(f.pkiDir, "web-01", pki.IssueOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +192,7 @@ func TestRenewalSignsSameIdentityForSameKey(t *testing.T) {
 // A request for another key, a revoked certificate, and a collector without the CA key
 // are refused with a reason; the stream goes on.
 func TestRenewalRefusals(t *testing.T) {
-	f := newRenewFixture(t, time.Hour, true)
+	f := newRenewFixture(t, time.Hour, withSigner)
 	hc, err := pki.Issue(f.pkiDir, "db-01", pki.IssueOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +240,7 @@ func TestRenewalRefusals(t *testing.T) {
 		}
 	}
 
-	noCA := newRenewFixture(t, time.Hour, false)
+	noCA := newRenewFixture(t, time.Hour, noSigner)
 	hc3, err := pki.Issue(noCA.pkiDir, "db-03", pki.IssueOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -230,11 +250,46 @@ func TestRenewalRefusals(t *testing.T) {
 	}
 }
 
+// A collector started while the CA key was kept offline refuses renewals, and renews
+// once the key is back and it reloads, without a restart.
+func TestRenewalStartsWhenTheCAKeyReturns(t *testing.T) {
+	f := newRenewFixture(t, time.Hour, idleSigner)
+	keyFile := filepath.Join(f.pkiDir, pki.CAKeyFile)
+	// Issue needs the key: put it back for a moment, as an operator's pki issue would.
+	if err := os.Rename(keyFile+".offline", keyFile); err != nil {
+		t.Fatal(err)
+	}
+	hc, err := pki.Issue(f.pkiDir, "db-04", pki.IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(keyFile, keyFile+".offline"); err != nil {
+		t.Fatal(err)
+	}
+	if res := renew(t, f.open(t, hc), csrOf(t, hc.KeyFile)); !strings.Contains(res.GetError(), "does not sign certificates") {
+		t.Fatalf("renewal with the CA key offline: %+v", res)
+	}
+	if err := f.signer.Reload(); err == nil || f.signer.Ready() {
+		t.Fatalf("reload with the key still offline: %v, ready %v", err, f.signer.Ready())
+	}
+	if err := os.Rename(keyFile+".offline", keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.signer.Reload(); err != nil || !f.signer.Ready() {
+		t.Fatalf("reload with the key in place: %v, ready %v", err, f.signer.Ready())
+	}
+	res := renew(t, f.open(t, hc), csrOf(t, hc.KeyFile))
+	certs, err := pemfile.ParseCertificates("certificate", "renewal", res.GetCertificatePem())
+	if res.GetError() != "" || err != nil || pki.SerialHex(certs[0]) == hc.Serial || pki.KeyHash(certs[0]) != pki.KeyHash(hc.Certificate) {
+		t.Fatalf("renewal after the key returned: %+v (%v)", res, err)
+	}
+}
+
 // The real shipper renews a short certificate over its stream before it expires: the
 // file on disk changes (new serial, same key, same host id), the collector records the
 // new serial, and the events written across the renewal are all stored, once.
 func TestShipperRenewsOverTheStream(t *testing.T) {
-	f := newRenewFixture(t, time.Hour, true)
+	f := newRenewFixture(t, time.Hour, withSigner)
 	hc, err := pki.Issue(f.pkiDir, "short-01", pki.IssueOptions{Validity: 6 * time.Second})
 	if err != nil {
 		t.Fatal(err)

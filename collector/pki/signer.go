@@ -110,7 +110,22 @@ func NewSigner(dir string, validity time.Duration) (*Signer, error) {
 	return s, nil
 }
 
-// Reload reads the CA again (SIGHUP). On error the CA loaded before stays in use.
+// NewIdleSigner returns a Signer of the PKI directory dir that holds no CA yet: it signs
+// nothing (Ready is false) until a Reload finds the CA — for a collector started while
+// the CA key was kept offline, once an operator puts it in place and reloads (SIGHUP).
+func NewIdleSigner(dir string, validity time.Duration) *Signer {
+	return &Signer{dir: dir, validity: validity}
+}
+
+// Ready reports whether the Signer holds a CA to sign with. The CA accessors
+// (CACertificate, CAPEM, CAFingerprint) need one.
+func (s *Signer) Ready() bool { return s.ca.Load() != nil }
+
+// errNoCA is SignHost's refusal on a Signer that holds no CA.
+var errNoCA = errors.New("signing host certificate: this collector holds no CA key to sign with")
+
+// Reload reads the CA again (SIGHUP). On error the CA loaded before, if any, stays in
+// use.
 func (s *Signer) Reload() error {
 	ca, err := loadCA(s.dir)
 	if err != nil {
@@ -163,7 +178,11 @@ func (s *Signer) SignHost(csr *x509.CertificateRequest, hostID, hostname string)
 	if err := ValidateHostname(hostname); err != nil {
 		return SignedCert{}, fmt.Errorf("signing host certificate: %w", err)
 	}
-	der, err := s.ca.Load().sign(hostTemplate(hostID, hostname), csr.PublicKey, s.validity)
+	ca := s.ca.Load()
+	if ca == nil {
+		return SignedCert{}, errNoCA
+	}
+	der, err := ca.sign(hostTemplate(hostID, hostname), csr.PublicKey, s.validity)
 	if err != nil {
 		return SignedCert{}, fmt.Errorf("signing host certificate for %s: %w", hostname, err)
 	}

@@ -296,3 +296,23 @@ func TestEnrollConfig(t *testing.T) {
 		t.Fatalf("ingest listener accepted a client without a certificate: %v", err)
 	}
 }
+
+// An idle signer signs nothing until a Reload finds the CA.
+func TestIdleSigner(t *testing.T) {
+	dir := newPKI(t)
+	s := NewIdleSigner(dir, time.Hour)
+	csr, err := ParseCSR(newCSR(t, p256(t), "web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "2b0c4f1e-6a57-4d0e-9c1f-0d4b8f1a2e3c"
+	if _, err := s.SignHost(csr, id, "web1"); s.Ready() || !errors.Is(err, errNoCA) {
+		t.Fatalf("idle signer: ready %v, SignHost error %v", s.Ready(), err)
+	}
+	if err := s.Reload(); err != nil || !s.Ready() {
+		t.Fatalf("Reload: %v, ready %v", err, s.Ready())
+	}
+	if sc, err := s.SignHost(csr, id, "web1"); err != nil || !publicKeysEqual(sc.Certificate.PublicKey, csr.PublicKey) {
+		t.Fatalf("SignHost after Reload: %v", err)
+	}
+}

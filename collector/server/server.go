@@ -41,8 +41,9 @@ type Server struct {
 	logger *slog.Logger
 	store  storage.Store
 	tls    *pki.ServerTLS
-	// signer signs agents' certificates at enrolment and renewal; nil when the PKI
-	// directory has no CA key (then both are refused).
+	// signer signs agents' certificates at enrolment and renewal. It is idle (not
+	// Ready: renewals refused) while the PKI directory has no CA key; enrolment needs
+	// the key at start.
 	signer  *pki.Signer
 	grpcL   net.Listener
 	httpL   net.Listener
@@ -70,8 +71,8 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, error) {
 	case err != nil:
 		// A CA key kept offline is a legitimate choice: agents then keep their
 		// certificates until an operator issues new ones.
-		logger.Warn("agent certificates will not be renewed: the collector cannot sign", "err", err)
-		signer = nil
+		logger.Warn("agent certificates will not be renewed until the CA key is in place and the collector reloads (SIGHUP): the collector cannot sign", "err", err)
+		signer = pki.NewIdleSigner(cfg.PKI.Dir, cfg.PKI.AgentCertValidity)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
@@ -163,11 +164,19 @@ func (s *Server) EnrollAddr() string {
 }
 
 // ReloadTLS re-reads the server certificate and CA, and the CA that signs agents'
-// certificates (SIGHUP).
+// certificates (SIGHUP). A collector started without the CA key starts renewing once
+// the key is in place; while it is still missing, that is logged, not an error.
 func (s *Server) ReloadTLS() error {
 	err := s.tls.Reload()
-	if s.signer != nil {
-		err = errors.Join(err, s.signer.Reload())
+	wasReady := s.signer.Ready()
+	serr := s.signer.Reload()
+	switch {
+	case serr == nil && !wasReady:
+		s.logger.Info("agent certificates are renewed from now on: the CA key is in place", "dir", s.cfg.PKI.Dir)
+	case serr != nil && !wasReady:
+		s.logger.Warn("agent certificates are still not renewed: the collector cannot sign", "err", serr)
+	case serr != nil:
+		err = errors.Join(err, serr)
 	}
 	return err
 }
@@ -207,9 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.tls.UseRevocations(revoked, revokedUse.refused)
 	ingestServer.CheckCertificates(pki.PeerCertificate, revoked)
 	em := metrics.NewEnrolment(reg)
-	if s.signer != nil {
-		ingestServer.RenewWith(s.signer, em)
-	}
+	ingestServer.RenewWith(s.signer, em)
 	tripwirev1.RegisterIngestServiceServer(gs, ingestServer)
 	var jwtOpts *api.JWTOptions
 	if j := s.cfg.API.JWT; j != nil {
