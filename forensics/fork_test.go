@@ -2,7 +2,6 @@ package forensics
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -66,22 +65,7 @@ func checkForkExport(t *testing.T, name string, src Source, hostID, forkID strin
 	ctx := context.Background()
 	for _, f := range []Format{FormatSQL, FormatNDJSON, FormatParquet} {
 		t.Run(name+"/"+string(f), func(t *testing.T) {
-			var err error
-			out := filepath.Join(t.TempDir(), "export."+string(f))
-			opts := Options{Format: f, Now: fixedNow, Filter: Filter{Host: "web-01"}}
-			if f == FormatParquet {
-				_, err = ExportParquet(ctx, src, out, opts, t.TempDir())
-			} else {
-				var fh *os.File
-				if fh, err = os.Create(out); err != nil {
-					t.Fatal(err)
-				}
-				_, err = Export(ctx, src, fh, opts)
-				fh.Close()
-			}
-			if err != nil {
-				t.Fatalf("export: %v", err)
-			}
+			out := exportFile(t, src, Options{Format: f, Filter: Filter{Host: "web-01"}})
 			db, err := OpenDuckDB("")
 			if err != nil {
 				t.Fatal(err)

@@ -73,6 +73,36 @@ func exportString(t testing.TB, src Source, opts Options) string {
 	return b.String()
 }
 
+// exportFile exports src in opts.Format (SQL when unset) to a new file, as the command's
+// --out does, and returns its path.
+func exportFile(t testing.TB, src Source, opts Options) string {
+	t.Helper()
+	if opts.Format == "" {
+		opts.Format = FormatSQL
+	}
+	if opts.Now == nil {
+		opts.Now = fixedNow
+	}
+	out := filepath.Join(t.TempDir(), "export."+string(opts.Format))
+	var err error
+	if opts.Format == FormatParquet {
+		_, err = ExportParquet(context.Background(), src, out, opts, t.TempDir())
+	} else {
+		var fh *os.File
+		if fh, err = os.Create(out); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Export(context.Background(), src, fh, opts)
+		if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	return out
+}
+
 func dirSource(t testing.TB, dir, host string) *DirSource {
 	t.Helper()
 	s, err := NewDirSource(dir, host)

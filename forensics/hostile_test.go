@@ -86,22 +86,7 @@ func roundTrip(t *testing.T, dir string, want map[uint64][]byte) {
 	t.Helper()
 	for _, f := range []Format{FormatSQL, FormatNDJSON, FormatParquet} {
 		t.Run(string(f), func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "export."+string(f))
-			opts := Options{Format: f, Now: fixedNow}
-			var err error
-			if f == FormatParquet {
-				_, err = ExportParquet(context.Background(), dirSource(t, dir, "h"), out, opts, t.TempDir())
-			} else {
-				var fh *os.File
-				if fh, err = os.Create(out); err != nil {
-					t.Fatal(err)
-				}
-				_, err = Export(context.Background(), dirSource(t, dir, "h"), fh, opts)
-				fh.Close()
-			}
-			if err != nil {
-				t.Fatalf("export: %v", err)
-			}
+			out := exportFile(t, dirSource(t, dir, "h"), Options{Format: f})
 			if f == FormatSQL {
 				checkScriptClean(t, out)
 			}
