@@ -21,9 +21,9 @@ FROM read_json(` + lit + `, format = 'newline_delimited', maximum_object_size = 
 }
 
 // ExportParquet writes the export as one Parquet file at out: the columns of the
-// entries table plus hostname, fork_of and fork_seq, in (host_id, pos) order. DuckDB cannot read Parquet
-// from a pipe, so it goes to a file. The rows are first streamed as NDJSON into a
-// temporary file in tmpDir ("" for the system's), which DuckDB converts.
+// entries table plus hostname, fork_of and fork_seq, in (host_id, pos) order. DuckDB
+// cannot read Parquet from a pipe, so it goes to a file. The rows are first streamed as
+// NDJSON into a temporary file in tmpDir ("" for the system's), which DuckDB converts.
 func ExportParquet(ctx context.Context, src Source, out string, opts Options, tmpDir string) (Summary, error) {
 	if out == "" || out == "-" {
 		return Summary{}, errors.New("exporting parquet: an output file is required (--out): DuckDB cannot read Parquet from a pipe")

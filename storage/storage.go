@@ -183,8 +183,8 @@ const CertExpiryWarning = 30 * 24 * time.Hour
 // (OFFLINE, CRITICAL), came back (ONLINE, INFO), its chain failed to extend the stored
 // one (INTEGRITY, CRITICAL), its certificate nears expiry (CERT_EXPIRY, WARN), a watcher
 // fell back to a lesser mode (DEGRADED, WARN) or came back (RESTORED, INFO), a revoked
-// certificate of it was presented (REVOKED_CERT, CRITICAL). Each is an
-// alert too (Alert), which analysts triage like any other.
+// certificate of it was presented (REVOKED_CERT, CRITICAL). Each is an alert too
+// (Alert), which analysts triage like any other.
 type HostEvent struct {
 	EventID  string    `json:"event_id"`
 	HostID   string    `json:"host_id"`

@@ -20,8 +20,9 @@ type renewal struct {
 // RenewWith makes the server answer agents' RenewRequests with certificates that signer
 // signs (same host id and name as the stream's certificate, for the same key, valid for
 // the signer's validity). Renewal needs CheckCertificates too. Without RenewWith, or
-// while the signer is not Ready, every renewal is refused: the agent keeps its certificate and asks again later, and the
-// collector's expiry warning tells the operator once renewal is overdue. m may be nil.
+// while the signer is not Ready, every renewal is refused: the agent keeps its
+// certificate and asks again later, and the collector's expiry warning tells the
+// operator once renewal is overdue. m may be nil.
 func (s *Server) RenewWith(signer *pki.Signer, m *metrics.Enrolment) {
 	s.renewal = &renewal{signer: signer, metrics: m}
 }
