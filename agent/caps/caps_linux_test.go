@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/tripwire-project/tripwire/agent/internal/watchtest"
 )
 
 // TestEffectiveSeesDroppedCapabilities runs this test binary again under setpriv with
@@ -22,12 +24,7 @@ func TestEffectiveSeesDroppedCapabilities(t *testing.T) {
 		}
 		return
 	}
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs as root")
-		}
-		t.Skip("needs root to drop capabilities with setpriv")
-	}
+	watchtest.RequireRoot(t, "to drop capabilities with setpriv")
 	held, err := Effective()
 	if err != nil || !held[SysAdmin] || !held[BPF] {
 		t.Fatalf("root holds %v (err %v), want every capability", held, err)

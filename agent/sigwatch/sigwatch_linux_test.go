@@ -10,17 +10,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tripwire-project/tripwire/agent/internal/watchtest"
 )
 
 func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("CI runs as root: the signal tracepoint needs CAP_BPF and CAP_PERFMON")
-	}
-	t.Skip("needs root (CAP_BPF, CAP_PERFMON) to load the signal tracepoint; run as root")
+	watchtest.RequireRoot(t, "CAP_BPF, CAP_PERFMON to load the signal tracepoint")
 }
 
 func pinDir(t *testing.T) string {
