@@ -19,6 +19,7 @@ import (
 
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/internal/pemfile"
+	"github.com/tripwire-project/tripwire/internal/testwait"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 )
 
@@ -290,15 +291,5 @@ func TestShortCertificateRenewedOverStream(t *testing.T) {
 // does work (here, tripping a decoy).
 func waitForEvery(t *testing.T, timeout, every time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, seen := cond()
-		if ok {
-			return
-		}
-		last = seen
-		time.Sleep(every)
-	}
-	t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, last)
+	testwait.Until(t, timeout, every, what, cond)
 }

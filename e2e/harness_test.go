@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tripwire-project/tripwire/internal/testservers"
+	"github.com/tripwire-project/tripwire/internal/testwait"
 )
 
 // binDir holds the binaries built once for the whole package by TestMain.
@@ -71,17 +72,7 @@ func freeAddr(t *testing.T) string {
 // last seen.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, seen := cond()
-		if ok {
-			return
-		}
-		last = seen
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, last)
+	testwait.Until(t, timeout, 20*time.Millisecond, what, cond)
 }
 
 // env is one collector and its PKI in a temp dir.

@@ -11,6 +11,7 @@ import (
 	"github.com/tripwire-project/tripwire/agent/transport/transporttest"
 	"github.com/tripwire-project/tripwire/collector/pki"
 	"github.com/tripwire-project/tripwire/internal/testservers"
+	"github.com/tripwire-project/tripwire/internal/testwait"
 	"github.com/tripwire-project/tripwire/proto/batch"
 	tripwirev1 "github.com/tripwire-project/tripwire/proto/tripwire/v1"
 	"github.com/tripwire-project/tripwire/storage"
@@ -49,17 +50,7 @@ func (a *runningAgent) stop() { a.cancel(); <-a.done }
 // waitFor polls cond until it holds, failing the test with what it last saw.
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, seen := cond()
-		if ok {
-			return
-		}
-		last = seen
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last seen: %s", what, last)
+	testwait.Until(t, 20*time.Second, 10*time.Millisecond, what, cond)
 }
 
 // waitStored waits until the store holds want under id, contiguously from seq 1, and

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tripwire-project/tripwire/grafana-plugin/pkg/plugin"
+	"github.com/tripwire-project/tripwire/internal/testwait"
 )
 
 // binDir holds the binaries Build made.
@@ -350,17 +351,7 @@ func FreeAddr(t testing.TB) string {
 // seen.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, seen := cond()
-		if ok {
-			return
-		}
-		last = seen
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, last)
+	testwait.Until(t, timeout, 20*time.Millisecond, what, cond)
 }
 
 func writeFile(t testing.TB, path, content string) {
