@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tripwire-project/tripwire/bench/internal/benchnet"
 	"github.com/tripwire-project/tripwire/internal/testservers"
 )
 
@@ -81,7 +80,7 @@ func (s *site) startCollector(db string) error {
 	if s.coll != nil {
 		return errors.New("a collector is running")
 	}
-	s.grpcAddr, s.httpAddr, s.debugAddr = freeAddr(), freeAddr(), freeAddr()
+	s.grpcAddr, s.httpAddr, s.debugAddr = benchnet.FreeAddr(), benchnet.FreeAddr(), benchnet.FreeAddr()
 	cfg := filepath.Join(s.dir, "collector-"+db+".yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `listen: {grpc: %q, http: %q, debug: %q}
 pki: {dir: pki}
@@ -105,7 +104,7 @@ api: {tokens: [%s]}
 	}
 	logf.Close()
 	s.coll = cmd
-	if err := waitHTTP("http://"+s.httpAddr+"/healthz", 2*time.Minute); err != nil {
+	if err := benchnet.WaitHTTP("http://"+s.httpAddr+"/healthz", 2*time.Minute); err != nil {
 		log, _ := os.ReadFile(s.collectorLog(db))
 		return fmt.Errorf("collector: %w\n%s", err, tail(string(log), 20))
 	}
@@ -142,29 +141,6 @@ func (s *site) close() {
 		}
 	}
 	os.RemoveAll(s.dir)
-}
-
-func waitHTTP(url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s did not answer 200 within %v", url, timeout)
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func tail(s string, n int) string {

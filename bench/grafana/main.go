@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +29,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 	"github.com/grafana/grafana-plugin-sdk-go/genproto/pluginv2"
 
+	"github.com/tripwire-project/tripwire/bench/internal/benchnet"
 	"github.com/tripwire-project/tripwire/grafana-plugin/pkg/collectortest"
 	"github.com/tripwire-project/tripwire/grafana-plugin/pkg/plugin"
 	"github.com/tripwire-project/tripwire/proto/batch"
@@ -83,7 +83,7 @@ func newSite(bin, name, dbPath string) (*site, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &site{dir: dir, grpcAddr: freeAddr(), httpAddr: freeAddr(), bin: bin}
+	s := &site{dir: dir, grpcAddr: benchnet.FreeAddr(), httpAddr: benchnet.FreeAddr(), bin: bin}
 	if dbPath == "" {
 		dbPath = "data/t.duckdb"
 	}
@@ -129,7 +129,7 @@ func (s *site) startCollector() error {
 	if err := s.start("tripwire-collector", "serve", "--config", filepath.Join(s.dir, "collector.yaml")); err != nil {
 		return err
 	}
-	if err := waitHTTP("http://"+s.httpAddr+"/healthz", 60*time.Second); err != nil {
+	if err := benchnet.WaitHTTP("http://"+s.httpAddr+"/healthz", 60*time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.dir, "tripwire-collector.log"))
 		return fmt.Errorf("%w; collector log:\n%s", err, log)
 	}
@@ -155,7 +155,7 @@ func live(p *collectortest.Plugin, bin string, n int) error {
 	}
 	decoy := filepath.Join(s.dir, "decoy")
 	os.WriteFile(decoy, []byte("decoy\n"), 0o644)
-	hz := freeAddr()
+	hz := benchnet.FreeAddr()
 	os.WriteFile(filepath.Join(s.dir, "config.yaml"), fmt.Appendf(nil, `host: bench
 collector: {address: %q, ca: pki/bench/ca.crt, cert: pki/bench/agent.crt, key: pki/bench/agent.key, server_name: localhost}
 audit: {dir: audit}
@@ -169,7 +169,7 @@ rules:
 	if err := s.start("tripwire", "start", "--config", filepath.Join(s.dir, "config.yaml")); err != nil {
 		return err
 	}
-	if err := waitHTTP("http://"+hz+"/healthz", 30*time.Second); err != nil {
+	if err := benchnet.WaitHTTP("http://"+hz+"/healthz", 30*time.Second); err != nil {
 		return err
 	}
 
@@ -382,27 +382,4 @@ func percentiles(d []time.Duration) string {
 	at := func(q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))] }
 	return fmt.Sprintf("p50 %v, p90 %v, p99 %v, max %v",
 		at(0.50).Round(10*time.Microsecond), at(0.90).Round(10*time.Microsecond), at(0.99).Round(10*time.Microsecond), d[len(d)-1].Round(10*time.Microsecond))
-}
-
-func waitHTTP(url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s did not answer 200 within %v", url, timeout)
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tripwire-project/tripwire/bench/internal/benchnet"
 )
 
 func main() {
@@ -30,15 +31,6 @@ func main() {
 	}
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func run(n int, bin string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (fanotify): run `sudo make bench`")
@@ -49,7 +41,7 @@ func run(n int, bin string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	grpcAddr, httpAddr, hz := freeAddr(), freeAddr(), freeAddr()
+	grpcAddr, httpAddr, hz := benchnet.FreeAddr(), benchnet.FreeAddr(), benchnet.FreeAddr()
 	token := "bench-token-0123456789"
 	sh := func(name string, args ...string) error {
 		out, err := exec.Command(filepath.Join(bin, name), args...).CombinedOutput()
