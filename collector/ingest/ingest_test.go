@@ -119,18 +119,15 @@ func (f *fixture) register(t *testing.T, name string, head *tripwirev1.ChainHead
 	return f.registerWatchers(t, name, head, nil)
 }
 
-// registerWatchers is register with the watchers the agent reports.
-func (f *fixture) registerWatchers(t *testing.T, name string, head *tripwirev1.ChainHead, watchers []*tripwirev1.WatcherStatus) (*agentStream, error) {
+// openStream opens an ingest stream to the collector at addr over mTLS with the
+// certificate hc, closed when the test ends.
+func openStream(t *testing.T, addr string, hc pki.HostCert) tripwirev1.IngestService_StreamClient {
 	t.Helper()
-	hc, err := pki.Issue(f.pkiDir, name, pki.IssueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cl, err := transport.LoadClientTLS(hc.CAFile, hc.CertFile, hc.KeyFile, "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(credentials.NewTLS(cl.Config())))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cl.Config())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,6 +137,17 @@ func (f *fixture) registerWatchers(t *testing.T, name string, head *tripwirev1.C
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stream
+}
+
+// registerWatchers is register with the watchers the agent reports.
+func (f *fixture) registerWatchers(t *testing.T, name string, head *tripwirev1.ChainHead, watchers []*tripwirev1.WatcherStatus) (*agentStream, error) {
+	t.Helper()
+	hc, err := pki.Issue(f.pkiDir, name, pki.IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := openStream(t, f.addr, hc)
 	if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Register{Register: &tripwirev1.Register{
 		ProtocolVersion: tripwirev1.ProtocolVersion, Host: &tripwirev1.HostFacts{Hostname: name, Watchers: watchers}, Head: head,
 	}}}); err != nil {

@@ -103,20 +103,7 @@ func newRenewFixture(t *testing.T, validity time.Duration, how signing) *renewFi
 // open registers a stream with the certificate hc and returns it.
 func (f *renewFixture) open(t *testing.T, hc pki.HostCert) tripwirev1.IngestService_StreamClient {
 	t.Helper()
-	cl, err := transport.LoadClientTLS(hc.CAFile, hc.CertFile, hc.KeyFile, "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(credentials.NewTLS(cl.Config())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); conn.Close() })
-	stream, err := tripwirev1.NewIngestServiceClient(conn).Stream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := openStream(t, f.addr, hc)
 	if err := stream.Send(&tripwirev1.StreamRequest{Msg: &tripwirev1.StreamRequest_Register{Register: &tripwirev1.Register{
 		ProtocolVersion: tripwirev1.ProtocolVersion, Host: &tripwirev1.HostFacts{Hostname: hc.Hostname},
 	}}}); err != nil {
