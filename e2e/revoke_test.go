@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -116,19 +113,16 @@ func TestRevokedCertificateAndRenewalOnSIGHUP(t *testing.T) {
 func renewedCopy(t *testing.T, pkiDir, host string) (*tls.Config, string) {
 	t.Helper()
 	hostDir := filepath.Join(pkiDir, host)
-	pair, err := tls.LoadX509KeyPair(filepath.Join(hostDir, "agent.crt"), filepath.Join(hostDir, "agent.key"))
+	caFile, keyFile := filepath.Join(pkiDir, "ca.crt"), filepath.Join(hostDir, "agent.key")
+	agent, err := transport.LoadClientTLS(caFile, filepath.Join(hostDir, "agent.crt"), keyFile, "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostID, hostname, err := pki.HostIdentity(pair.Leaf)
+	hostID, hostname, err := pki.HostIdentity(agent.Certificate())
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := pki.NewSigner(pkiDir, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, pair.PrivateKey)
+	der, err := agent.RenewalCSR() // what the agent sends to renew
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,18 +130,17 @@ func renewedCopy(t *testing.T, pkiDir, host string) (*tls.Config, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	signer, err := pki.NewSigner(pkiDir, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sc, err := signer.SignHost(csr, hostID, hostname)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "agent.crt"), string(sc.PEM))
-	keyPEM, err := os.ReadFile(filepath.Join(hostDir, "agent.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "agent.key"), string(keyPEM))
-	c, err := transport.LoadClientTLS(filepath.Join(pkiDir, "ca.crt"), filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key"), "localhost")
+	certFile := filepath.Join(t.TempDir(), "agent.crt")
+	writeFile(t, certFile, string(sc.PEM))
+	c, err := transport.LoadClientTLS(caFile, certFile, keyFile, "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}
