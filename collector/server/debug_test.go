@@ -1,8 +1,6 @@
 package server
 
 import (
-	"context"
-	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -35,15 +33,7 @@ func TestDebugListener(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan error, 1)
-			go func() { done <- s.Run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-					t.Errorf("Run: %v", err)
-				}
-			}()
+			defer run(t, s)()
 			get := func(url string) (int, string) {
 				t.Helper()
 				resp, err := http.Get(url)

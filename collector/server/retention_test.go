@@ -1,8 +1,6 @@
 package server
 
 import (
-	"context"
-	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -48,15 +46,7 @@ func TestRetentionDropsOldHistory(t *testing.T) {
 	if err := s.store.AppendEntries(ctx, "h-old", []batch.Entry{c.Event(old, ev), c.Event(recent, ev)}); err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(runCtx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer run(t, s)()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		got, err := s.store.Audit(ctx, storage.AuditFilter{Host: "h-old"})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,26 @@ import (
 )
 
 func TestMain(m *testing.M) { testservers.Main(m) }
+
+// run serves s until the stop it returns is called, or the test ends. stop waits for Run
+// to return, and fails the test if Run failed.
+func run(t *testing.T, s *Server) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
 
 // TestNewOpensFleetStore checks that a config naming ClickHouse and PostgreSQL gets the
 // production store, migrated and usable, and that the server runs and stops on it.
@@ -44,13 +65,7 @@ func TestNewOpensFleetStore(t *testing.T) {
 	if err := s.store.RegisterHost(t.Context(), h); err != nil {
 		t.Fatalf("RegisterHost: %v", err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	cancel()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v", err)
-	}
+	run(t, s)()
 	// The host registered through the server is in PostgreSQL for the next collector.
 	again, err := OpenStore(t.Context(), cfg.Storage, nil, nil)
 	if err != nil {
